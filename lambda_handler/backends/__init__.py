@@ -1,0 +1,77 @@
+"""`MosaicBackend(uri, **kwargs)`: the backend for a URI, chosen by its scheme."""
+
+import importlib
+from typing import Any
+
+from lambda_handler.backends.base import MosaicJSONBackend, validate_mosaic_name
+from lambda_handler.errors import BackendNotAvailableError, UnsupportedURIError
+
+# scheme prefix -> (module, class, human name). Modules are imported on first use so a tile
+# request never pays for backends (and client libraries) it does not use.
+_BACKENDS: dict[str, tuple[str, str, str]] = {
+    "dynamodb://": ("lambda_handler.backends.dynamodb", "DynamoDBBackend", "DynamoDB"),
+    "s3://": ("lambda_handler.backends.s3", "S3Backend", "S3"),
+    "gs://": ("lambda_handler.backends.gcs", "GCSBackend", "Google Cloud Storage"),
+    "az://": ("lambda_handler.backends.azure", "AzureBackend", "Azure Blob Storage"),
+    "sqlite:///": ("lambda_handler.backends.sqlite", "SQLiteBackend", "SQLite"),
+    "stac+http://": ("lambda_handler.backends.stac", "StacBackend", "STAC"),
+    "stac+https://": ("lambda_handler.backends.stac", "StacBackend", "STAC"),
+    "http://": ("lambda_handler.backends.http", "HttpBackend", "HTTP"),
+    "https://": ("lambda_handler.backends.http", "HttpBackend", "HTTP"),
+    "file://": ("lambda_handler.backends.file", "FileBackend", "file"),
+}
+
+SUPPORTED_SCHEMES = [*_BACKENDS, "a local path", ":memory:"]
+
+
+def _load(module_name: str, class_name: str, label: str) -> type[MosaicJSONBackend]:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name:
+            raise BackendNotAvailableError(
+                f"the {label} backend ({module_name}) is not available in this version"
+            ) from err
+        raise BackendNotAvailableError(
+            f"the {label} backend needs the missing package {err.name!r}"
+        ) from err
+    return getattr(module, class_name)
+
+
+def backend_class(uri: str | None) -> type[MosaicJSONBackend]:
+    """The backend class serving `uri` (raises UnsupportedURIError for unknown schemes)."""
+    if uri is None or uri == ":memory:":
+        from lambda_handler.backends.memory import MemoryBackend
+
+        return MemoryBackend
+    if not isinstance(uri, str) or not uri:
+        raise UnsupportedURIError(f"invalid mosaic URI: {uri!r}")
+    lowered = uri.lower()
+    for prefix, (module_name, class_name, label) in _BACKENDS.items():
+        if lowered.startswith(prefix):
+            return _load(module_name, class_name, label)
+    if "://" in uri:
+        raise UnsupportedURIError(
+            f"unsupported mosaic URI scheme {uri.split('://')[0] + '://'!r} in {uri!r}; "
+            "supported: " + ", ".join(SUPPORTED_SCHEMES)
+        )
+    from lambda_handler.backends.file import FileBackend
+
+    return FileBackend
+
+
+def MosaicBackend(uri: str | None, **kwargs: Any) -> MosaicJSONBackend:  # noqa: N802
+    """Open the mosaic at `uri` (or prepare to write `mosaic_def` there)."""
+    cls = backend_class(uri)
+    if uri is None:
+        return cls(**kwargs)
+    return cls(uri, **kwargs)
+
+
+__all__ = [
+    "SUPPORTED_SCHEMES",
+    "MosaicBackend",
+    "MosaicJSONBackend",
+    "backend_class",
+    "validate_mosaic_name",
+]

@@ -1,0 +1,76 @@
+"""Typed errors of the package.
+
+Every failure the package knows about has its own class so callers (the CLI, the HTTP API) can
+map it to an exit code or a status code in one place, with the message intact.
+"""
+
+from rio_tiler.errors import NoAssetFoundError
+
+__all__ = [
+    "BackendNotAvailableError",
+    "FootprintReadError",
+    "InvalidMosaicError",
+    "InvalidMosaicNameError",
+    "MosaicAuthError",
+    "MosaicError",
+    "MosaicExistsError",
+    "MosaicNotFoundError",
+    "MosaicWriteError",
+    "MultipleDataTypeError",
+    "NoAssetFoundError",
+    "ReadOnlyBackendError",
+    "UnsupportedURIError",
+]
+
+
+class MosaicError(Exception):
+    """Base class of every mosaic error."""
+
+
+class InvalidMosaicError(MosaicError, ValueError):
+    """A MosaicJSON document (or a part of it) is not valid."""
+
+
+class InvalidMosaicNameError(MosaicError, ValueError):
+    """A mosaic name or id contains characters a store cannot accept safely."""
+
+
+class MosaicNotFoundError(MosaicError):
+    """The mosaic (or the store holding it) does not exist."""
+
+
+class MosaicExistsError(MosaicError):
+    """The mosaic already exists and overwriting was not asked for."""
+
+
+class MosaicAuthError(MosaicError):
+    """The store refused access (401/403, access denied)."""
+
+
+class MosaicWriteError(MosaicError):
+    """A write to the store failed; the previous mosaic is left as it was."""
+
+
+class UnsupportedURIError(MosaicError, ValueError):
+    """The URI scheme is not one the dispatcher knows."""
+
+
+class BackendNotAvailableError(MosaicError):
+    """The scheme is known but its backend (or its optional dependency) is missing."""
+
+
+class ReadOnlyBackendError(MosaicError, NotImplementedError):
+    """The backend can only read (HTTP, STAC)."""
+
+
+class FootprintReadError(MosaicError):
+    """One or more datasets could not be opened to read their footprint."""
+
+    def __init__(self, failures: dict[str, str]):
+        self.failures = failures
+        details = "; ".join(f"{path}: {reason}" for path, reason in failures.items())
+        super().__init__(f"Could not read {len(failures)} dataset(s): {details}")
+
+
+class MultipleDataTypeError(MosaicError, ValueError):
+    """The datasets of one mosaic must share one data type."""

@@ -1,0 +1,60 @@
+"""Shared fixtures: generated COGs, the real-world fixtures folder, cache isolation.
+
+Fixtures that start local servers live in their own plugin modules (listed below) so each
+storage's suite owns its servers.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from lambda_handler import cache
+from lambda_handler.sample_data import generate_scenes
+
+pytest_plugins: list[str] = []
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Each test starts with empty mosaic caches (a cached read must not leak across tests)."""
+    cache.clear_all()
+    yield
+    cache.clear_all()
+
+
+@pytest.fixture(scope="session")
+def cog_dir(tmp_path_factory) -> Path:
+    """Directory holding every generated COG variant."""
+    directory = tmp_path_factory.mktemp("cogs")
+    for variant in ("uint8", "uint16", "uint16_4band"):
+        generate_scenes(directory, variant)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def sample_cogs(cog_dir) -> list[str]:
+    """Four overlapping 3-band uint8 COGs in UTM zones 17N/18N (nodata 0)."""
+    return generate_scenes(cog_dir, "uint8")
+
+
+@pytest.fixture(scope="session")
+def sample_cogs_uint16(cog_dir) -> list[str]:
+    """The same scenes as 3-band uint16 COGs (nodata 0)."""
+    return generate_scenes(cog_dir, "uint16")
+
+
+@pytest.fixture(scope="session")
+def sample_cogs_4band(cog_dir) -> list[str]:
+    """The same scenes as 4-band uint16 COGs (nodata 0)."""
+    return generate_scenes(cog_dir, "uint16_4band")
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """`../shared/fixtures` (real files from other projects); skips when absent."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"real-world fixtures folder not found: {SHARED_FIXTURES} (../shared/fixtures)")
+    return SHARED_FIXTURES
