@@ -1,0 +1,428 @@
+"""The `mosaic-tiler` command."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from lambda_handler.errors import MosaicError
+
+app = typer.Typer(
+    name="mosaic-tiler",
+    help="Build, store, inspect and serve MosaicJSON mosaics of Cloud-Optimized GeoTIFFs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stderr = Console(stderr=True)
+
+
+class CliError(Exception):
+    """A user error worth one line and exit code 1."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    )
+
+
+def _read_lines(path: Path) -> list[str]:
+    source = sys.stdin if str(path) == "-" else path.open()
+    with source:
+        return [line.strip() for line in source if line.strip() and not line.startswith("#")]
+
+
+def _read_features(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as err:
+        raise CliError(f"cannot read {path}: {err.strerror or err}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CliError(f"{path} is not valid JSON: {err}") from err
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        return list(data.get("features") or [])
+    if isinstance(data, dict) and data.get("type") == "Feature":
+        return [data]
+    if isinstance(data, list):
+        return data
+    raise CliError(f"{path} is not a GeoJSON FeatureCollection, Feature or list of features")
+
+
+def _urls(urls: list[str] | None, urls_file: Path | None) -> list[str]:
+    collected = list(urls or [])
+    if urls_file:
+        collected += _read_lines(urls_file)
+    return collected
+
+
+def _property_accessor(name: str):
+    def accessor(feature: dict[str, Any]) -> str:
+        try:
+            return str(feature["properties"][name])
+        except (KeyError, TypeError) as err:
+            raise CliError(f"feature {feature.get('id', '')!r} has no property {name!r}") from err
+
+    return accessor
+
+
+def _build(
+    urls: list[str],
+    footprints: Path | None,
+    minzoom: int | None,
+    maxzoom: int | None,
+    options: dict[str, Any],
+    threads: int | None,
+    skip_errors: bool,
+):
+    from lambda_handler.mosaic import from_features, from_urls
+
+    if footprints:
+        features = _read_features(footprints)
+        if minzoom is None or maxzoom is None:
+            raise CliError("--minzoom and --maxzoom are required with --footprints")
+        return from_features(features, minzoom, maxzoom, **options)
+    if not urls:
+        raise CliError("give COG paths/URLs, --urls-file or --footprints")
+    with _progress() as progress:
+        task = progress.add_task("Reading footprints", total=len(urls))
+        return from_urls(
+            urls,
+            minzoom=minzoom,
+            maxzoom=maxzoom,
+            max_threads=threads,
+            skip_errors=skip_errors,
+            progress=lambda done, total: progress.update(task, completed=done),
+            **options,
+        )
+
+
+def _write(document, uri: str, overwrite: bool) -> None:
+    from lambda_handler.backends import MosaicBackend
+
+    with MosaicBackend(uri, mosaic_def=document) as backend:
+        backend.write(overwrite=overwrite)
+
+
+# ---------------------------------------------------------------------------- options
+UrlsArg = Annotated[list[str] | None, typer.Argument(help="COG paths or URLs.", show_default=False)]
+UrlsFile = Annotated[
+    Path | None,
+    typer.Option("--urls-file", "-l", help="File with one COG path/URL per line ('-': stdin)."),
+]
+Footprints = Annotated[
+    Path | None,
+    typer.Option("--footprints", help="GeoJSON file of footprints instead of COGs ('-': stdin)."),
+]
+PathProperty = Annotated[
+    str, typer.Option("--property", help="Footprint property holding the asset path.")
+]
+MinZoom = Annotated[int | None, typer.Option(help="Mosaic minzoom (default: from the COGs).")]
+MaxZoom = Annotated[int | None, typer.Option(help="Mosaic maxzoom (default: from the COGs).")]
+QuadkeyZoom = Annotated[
+    int | None, typer.Option(help="Zoom of the quadkey index (default: minzoom).")
+]
+MinTileCover = Annotated[
+    float | None, typer.Option(help="Drop assets covering less than this fraction of a quadkey.")
+]
+TileCoverSort = Annotated[
+    bool, typer.Option(help="Sort assets by how much of the quadkey they cover.")
+]
+MaxItems = Annotated[int | None, typer.Option(help="Keep at most this many assets per quadkey.")]
+Threads = Annotated[int | None, typer.Option(help="Threads reading footprints.")]
+SkipErrors = Annotated[
+    bool,
+    typer.Option("--skip-errors", help="Leave out unreadable COGs (warned) instead of failing."),
+]
+
+
+def _builder_options(
+    quadkey_zoom: int | None,
+    min_tile_cover: float | None,
+    tile_cover_sort: bool,
+    max_items_per_tile: int | None,
+    prop: str,
+    name: str | None = None,
+    asset_prefix: str | None = None,
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "quadkey_zoom": quadkey_zoom,
+        "minimum_tile_cover": min_tile_cover,
+        "tile_cover_sort": tile_cover_sort,
+        "maximum_items_per_tile": max_items_per_tile,
+        "name": name,
+        "asset_prefix": asset_prefix,
+    }
+    if prop != "path":
+        options["accessor"] = _property_accessor(prop)
+    return {k: v for k, v in options.items() if v is not None and v is not False}
+
+
+# ---------------------------------------------------------------------------- commands
+@app.command()
+def create(
+    urls: UrlsArg = None,
+    urls_file: UrlsFile = None,
+    footprints: Footprints = None,
+    prop: PathProperty = "path",
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Backend URI to write to (default: stdout)."),
+    ] = None,
+    minzoom: MinZoom = None,
+    maxzoom: MaxZoom = None,
+    quadkey_zoom: QuadkeyZoom = None,
+    min_tile_cover: MinTileCover = None,
+    tile_cover_sort: TileCoverSort = False,
+    max_items_per_tile: MaxItems = None,
+    name: Annotated[str | None, typer.Option(help="Mosaic name.")] = None,
+    asset_prefix: Annotated[str | None, typer.Option(help="Prefix stripped from assets.")] = None,
+    threads: Threads = None,
+    skip_errors: SkipErrors = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing mosaic.")] = False,
+) -> None:
+    """Create a MosaicJSON from COGs or footprints; print it or write it to a backend URI."""
+    options = _builder_options(
+        quadkey_zoom, min_tile_cover, tile_cover_sort, max_items_per_tile, prop, name, asset_prefix
+    )
+    document = _build(
+        _urls(urls, urls_file), footprints, minzoom, maxzoom, options, threads, skip_errors
+    )
+    if output:
+        _write(document, output, overwrite)
+        stderr.print(f"wrote {len(document.tiles)} quadkeys to {output}")
+    else:
+        typer.echo(document.to_json())
+
+
+@app.command()
+def upload(
+    document: Annotated[
+        Path, typer.Argument(help="MosaicJSON file (.json or .json.gz; '-': stdin).")
+    ],
+    uri: Annotated[str, typer.Argument(help="Backend URI to write to.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing mosaic.")] = False,
+) -> None:
+    """Store a MosaicJSON document in any backend."""
+    from lambda_handler.backends.compression import decode_document
+
+    try:
+        body = sys.stdin.buffer.read() if str(document) == "-" else document.read_bytes()
+    except OSError as err:
+        raise CliError(f"cannot read {document}: {err.strerror or err}") from err
+    mosaic = decode_document(body, str(document))
+    _write(mosaic, uri, overwrite)
+    stderr.print(f"wrote {len(mosaic.tiles)} quadkeys to {uri}")
+
+
+@app.command()
+def info(
+    uri: Annotated[str, typer.Argument(help="Backend URI of the mosaic.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quadkeys: Annotated[bool, typer.Option(help="List the quadkeys too.")] = False,
+) -> None:
+    """Show a mosaic's metadata."""
+    from lambda_handler.backends import MosaicBackend
+
+    with MosaicBackend(uri) as backend:
+        details = backend.info(quadkeys=quadkeys).model_dump()
+        details.update(
+            {
+                "mosaicjson": backend.mosaic_def.mosaicjson,
+                "center": backend.mosaic_def.center,
+                "data_type": backend.mosaic_def.data_type,
+                "asset_prefix": backend.mosaic_def.asset_prefix,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(details))
+        return
+    for key, value in details.items():
+        if key == "quadkeys" and not quadkeys:
+            continue
+        typer.echo(f"{key}: {value}")
+
+
+@app.command()
+def update(
+    uri: Annotated[str, typer.Argument(help="Backend URI of the mosaic to update.")],
+    urls: UrlsArg = None,
+    urls_file: UrlsFile = None,
+    footprints: Footprints = None,
+    prop: PathProperty = "path",
+    add_last: Annotated[
+        bool, typer.Option("--add-last", help="Append new assets after existing ones.")
+    ] = False,
+    min_tile_cover: MinTileCover = None,
+    tile_cover_sort: TileCoverSort = False,
+    max_items_per_tile: MaxItems = None,
+    threads: Threads = None,
+    skip_errors: SkipErrors = False,
+) -> None:
+    """Add COGs (or footprints) to a stored mosaic."""
+    from lambda_handler.backends import MosaicBackend
+    from lambda_handler.mosaic import get_footprints
+
+    options = _builder_options(None, min_tile_cover, tile_cover_sort, max_items_per_tile, prop)
+    if footprints:
+        features = _read_features(footprints)
+    else:
+        collected = _urls(urls, urls_file)
+        if not collected:
+            raise CliError("give COG paths/URLs, --urls-file or --footprints")
+        with _progress() as progress:
+            task = progress.add_task("Reading footprints", total=len(collected))
+            features = get_footprints(
+                collected,
+                max_threads=threads or 16,
+                skip_errors=skip_errors,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
+    with MosaicBackend(uri) as backend:
+        backend.update(features, add_first=not add_last, **options)
+        stderr.print(f"updated {uri}: version {backend.mosaic_def.version}")
+
+
+@app.command()
+def footprint(
+    urls: UrlsArg = None,
+    urls_file: UrlsFile = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
+    ] = None,
+    threads: Threads = None,
+    skip_errors: SkipErrors = False,
+) -> None:
+    """Write the footprints of COGs as a GeoJSON FeatureCollection."""
+    from lambda_handler.mosaic import get_footprints
+
+    collected = _urls(urls, urls_file)
+    if not collected:
+        raise CliError("give COG paths/URLs or --urls-file")
+    with _progress() as progress:
+        task = progress.add_task("Reading footprints", total=len(collected))
+        features = get_footprints(
+            collected,
+            max_threads=threads or 16,
+            skip_errors=skip_errors,
+            progress=lambda done, total: progress.update(task, completed=done),
+        )
+    text = json.dumps({"type": "FeatureCollection", "features": features})
+    if output:
+        output.write_text(text)
+    else:
+        typer.echo(text)
+
+
+@app.command("list")
+def list_mosaics(
+    store: Annotated[
+        str, typer.Argument(help="A store: sqlite:///file.db, dynamodb://region/table.")
+    ],
+) -> None:
+    """List the mosaics a store holds."""
+    from lambda_handler.stores import list_mosaics
+
+    for name in list_mosaics(store):
+        typer.echo(name)
+
+
+@app.command()
+def delete(
+    uri: Annotated[str, typer.Argument(help="Backend URI of the mosaic.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a stored mosaic."""
+    from lambda_handler.backends import MosaicBackend
+
+    if not yes and not typer.confirm(f"Delete {uri}?", err=True):
+        raise typer.Exit(1)
+    with MosaicBackend(uri) as backend:
+        backend.delete()
+    stderr.print(f"deleted {uri}")
+
+
+@app.command("to-geojson")
+def to_geojson(
+    uri: Annotated[str, typer.Argument(help="Backend URI of the mosaic.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
+    ] = None,
+) -> None:
+    """Write the quadkey index as GeoJSON: one feature per quadkey with its assets."""
+    from lambda_handler.backends import MosaicBackend
+    from lambda_handler.mosaic.tiling import quadkey_to_tile
+
+    with MosaicBackend(uri) as backend:
+        document = backend.to_document()
+    tms = document.tms
+    features = []
+    for quadkey, assets in sorted(document.tiles.items()):
+        feature = tms.feature(quadkey_to_tile(quadkey), precision=6)
+        feature["properties"] = {"quadkey": quadkey, "assets": assets, "count": len(assets)}
+        features.append(feature)
+    text = json.dumps({"type": "FeatureCollection", "features": features})
+    if output:
+        output.write_text(text)
+    else:
+        typer.echo(text)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Mosaic URI template, e.g. sqlite:///./mosaics.db:{mosaic_id}."),
+    ] = None,
+) -> None:
+    """Run the tiler API locally (uvicorn)."""
+    from lambda_handler.server import serve as run
+
+    run(host=host, port=port, store=store)
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workdir: Annotated[Path, typer.Option(help="Where the demo COGs and store go.")] = Path("demo"),
+) -> None:
+    """Create a demo mosaic and serve it with its map page."""
+    from lambda_handler.server import demo as run
+
+    run(host=host, port=port, workdir=workdir)
+
+
+def main() -> None:
+    """Entry point: one clear line and a non-zero exit code on errors, never a traceback."""
+    try:
+        app()
+    except (MosaicError, CliError) as err:
+        stderr.print(f"[red]Error:[/red] {err}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        sys.exit(130)
+    except (OSError, ValueError, TypeError, ImportError) as err:
+        stderr.print(
+            f"[red]Error:[/red] {type(err).__name__}: {err}", highlight=False, soft_wrap=True
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
