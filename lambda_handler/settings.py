@@ -60,3 +60,128 @@ def build_settings() -> BuildSettings:
 def read_settings() -> ReadSettings:
     """Cached ReadSettings."""
     return ReadSettings()
+
+
+class CloudStorageSettings(BaseSettings):
+    """Google Cloud Storage and Azure Blob mosaic stores (`gs://`, `az://`).
+
+    Endpoints and credentials come from each service's standard variables
+    (`STORAGE_EMULATOR_HOST`, application default credentials, `AZURE_STORAGE_CONNECTION_STRING`,
+    `DefaultAzureCredential`'s variables); these are the package's own knobs.
+    """
+
+    gcs_anonymous: bool = Field(
+        False, description="Read gs:// mosaics without credentials (public buckets)."
+    )
+    gcs_project: str | None = Field(None, description="Project of the GCS client.")
+    timeout: float = Field(30.0, gt=0, description="Seconds a GCS/Azure request may take.")
+
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_CLOUD_")
+
+
+@lru_cache
+def cloud_storage_settings() -> CloudStorageSettings:
+    """Cached CloudStorageSettings."""
+    return CloudStorageSettings()
+
+
+class AwsSettings(BaseSettings):
+    """AWS clients (DynamoDB and S3 backends): retries, timeouts, write parallelism.
+
+    Endpoint, region and credentials are not here: they come from the standard AWS environment
+    (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_REGION`, `AWS_PROFILE`, ...).
+    """
+
+    retry_mode: str = Field(
+        "standard",
+        pattern="^(standard|adaptive)$",
+        description="botocore retry mode (throttling and 5xx answers are retried).",
+    )
+    max_attempts: int = Field(5, ge=1, description="botocore attempts per request, first included.")
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
+    read_timeout: float = Field(30.0, gt=0, description="Seconds to wait for an answer.")
+    write_threads: int = Field(8, ge=1, description="Parallel DynamoDB batch writes.")
+    unprocessed_attempts: int = Field(
+        8, ge=1, description="Attempts of a DynamoDB batch whose items come back unprocessed."
+    )
+    write_lock_seconds: float = Field(
+        300.0, gt=0, description="Lease of a DynamoDB mosaic writer's lock (renewed while writing)."
+    )
+
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_AWS_")
+
+
+@lru_cache
+def aws_settings() -> AwsSettings:
+    """Cached AwsSettings."""
+    return AwsSettings()
+
+
+class ApiSettings(BaseSettings):
+    """The HTTP API (local server and Lambda): where mosaics live, who may write, headers."""
+
+    title: str = "lambda-mosaic-tiler"
+    mosaic_uri_template: str = Field(
+        "sqlite:///./mosaics.db:{mosaic_id}",
+        description="Backend URI of a mosaic id; must contain '{mosaic_id}'.",
+    )
+    allowed_url_prefixes: list[str] = Field(
+        default_factory=list,
+        description="Backend URI prefixes accepted by the raw `?url=` form (empty: disabled).",
+    )
+    api_key: str | None = Field(None, description="Key required by write endpoints.")
+    allow_anonymous_writes: bool = Field(
+        False, description="Open writes without a key (local use only; ignored when a key is set)."
+    )
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    cache_control: str | None = Field(
+        "public, max-age=3600", description="Cache-Control of tiles and mosaic metadata."
+    )
+    threads: int = Field(default_factory=_default_threads, ge=1, description="Asset readers.")
+    max_tile_size: int = Field(2048, ge=64, description="Largest tile edge, in pixels.")
+    default_page_size: int = Field(100, ge=1)
+    max_page_size: int = Field(1000, ge=1)
+    gzip_minimum_size: int = Field(500, ge=0, description="Smallest text response gzipped.")
+    root_path: str = ""
+
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_API_")
+
+    def model_post_init(self, context: object) -> None:
+        """Reject a template without the id placeholder (every id would share one mosaic)."""
+        if "{mosaic_id}" not in self.mosaic_uri_template:
+            raise ValueError(
+                f"MOSAIC_API_MOSAIC_URI_TEMPLATE {self.mosaic_uri_template!r} must contain "
+                "'{mosaic_id}'"
+            )
+
+    @property
+    def writes_enabled(self) -> bool:
+        """Whether write endpoints can be used at all."""
+        return bool(self.api_key) or self.allow_anonymous_writes
+
+
+@lru_cache
+def api_settings() -> ApiSettings:
+    """Cached ApiSettings."""
+    return ApiSettings()
+
+
+class StacSettings(BaseSettings):
+    """STAC API searches (the static and dynamic STAC backends)."""
+
+    timeout: float = Field(30.0, gt=0, description="Seconds per STAC API request.")
+    default_limit: int = Field(
+        500, ge=1, description="Page size when neither the query nor the options set one."
+    )
+    max_pages: int = Field(10_000, ge=1, description="Pages followed at most before failing.")
+    item_cache_size: int = Field(
+        5000, ge=0, description="Searched items kept for the STAC reader (saves one GET per item)."
+    )
+
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_STAC_")
+
+
+@lru_cache
+def stac_settings() -> StacSettings:
+    """Cached StacSettings."""
+    return StacSettings()

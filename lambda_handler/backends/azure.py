@@ -1,0 +1,237 @@
+"""Azure Blob Storage backend: a whole MosaicJSON document in a blob.
+
+URIs: `az://{account}.blob.core.windows.net/{container}/{key}` (cogeo-mosaic's form; any
+`{account}.blob.{cloud suffix}` host works), or `az://{container}/{key}` with the account taken
+from the connection string or `AZURE_STORAGE_ACCOUNT` (the form GDAL and rasterio use for assets).
+
+The client libraries are the optional extra `azure` (`pip install lambda-mosaic-tiler[azure]`),
+imported on first use. Credentials: `AZURE_STORAGE_CONNECTION_STRING` when it is for the URI's
+account (its `BlobEndpoint=` also points at an emulator such as azurite), otherwise
+`DefaultAzureCredential` (environment, workload/managed identity, Azure CLI, …).
+"""
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attr
+
+from lambda_handler.backends.base import MosaicJSONBackend
+from lambda_handler.backends.compression import decode_document, encode_document, is_gzip_name
+from lambda_handler.errors import (
+    BackendNotAvailableError,
+    InvalidMosaicError,
+    MosaicAuthError,
+    MosaicError,
+    MosaicExistsError,
+    MosaicNotFoundError,
+    MosaicWriteError,
+)
+from lambda_handler.mosaic.model import MosaicJSON
+from lambda_handler.settings import cloud_storage_settings
+
+if TYPE_CHECKING:  # the libraries are optional: only type checkers import them here
+    from azure.storage.blob import BlobClient, BlobServiceClient
+
+SCHEME = "az://"
+EXTRA_HINT = "pip install lambda-mosaic-tiler[azure]"
+ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
+# 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit;
+# `$root` and `$web` are the two special containers.
+CONTAINER_RE = re.compile(r"^(?:[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}|\$root|\$web)$")
+
+
+@dataclass(frozen=True)
+class AzureLocation:
+    """Account, endpoint host (None: from the connection string), container and blob name."""
+
+    account: str | None
+    host: str | None
+    container: str
+    key: str
+
+
+def parse_azure_uri(uri: str) -> AzureLocation:
+    """Split an `az://` URI; the key is everything after the first '/' after the container."""
+    if not uri.lower().startswith(SCHEME):
+        raise InvalidMosaicError(f"not an Azure Blob URI: {uri!r}")
+    usage = "expected az://{account}.blob.core.windows.net/{container}/{key}"
+    first, _, rest = uri[len(SCHEME) :].partition("/")
+    if "." in first:  # container names cannot hold dots: this is an account host
+        host = first.lower()
+        account, _, suffix = host.partition(".")
+        if not ACCOUNT_RE.match(account) or not suffix.startswith("blob."):
+            raise InvalidMosaicError(f"invalid Azure account host {first!r} in {uri!r}: {usage}")
+        container, _, key = rest.partition("/")
+    else:
+        account, host, container, key = None, None, first, rest
+    if not CONTAINER_RE.match(container):
+        raise InvalidMosaicError(f"invalid Azure container name {container!r} in {uri!r}: {usage}")
+    if not key or key.endswith("/"):
+        raise InvalidMosaicError(f"Azure URI {uri!r} names no blob: {usage}")
+    return AzureLocation(account, host, container, key)
+
+
+def _import_blob() -> Any:
+    """`azure.storage.blob`, or BackendNotAvailableError naming the extra."""
+    try:
+        from azure.storage import blob
+    except ImportError as err:
+        raise BackendNotAvailableError(
+            f"az:// mosaics need the Azure Blob Storage client library ({err}): {EXTRA_HINT}"
+        ) from err
+    return blob
+
+
+def _connection_string_account(connection_string: str) -> str | None:
+    for part in connection_string.split(";"):
+        name, sep, value = part.partition("=")
+        if sep and name.strip().lower() == "accountname":
+            return value.strip()
+    return None
+
+
+# One client per process and account: each holds a connection pool that later requests reuse,
+# and DefaultAzureCredential caches its tokens (cogeo-mosaic rebuilds both per open).
+_clients: dict[tuple[Any, ...], "BlobServiceClient"] = {}
+_credential: Any = None
+_clients_lock = threading.Lock()
+
+
+def azure_client(location: AzureLocation) -> "BlobServiceClient":
+    """The process's client for the account of `location`."""
+    blob = _import_blob()
+    connection_string = os.environ.get("AZURE_STORAGE_CONNECTION_STRING") or None
+    cs_account = _connection_string_account(connection_string) if connection_string else None
+    use_connection_string = connection_string is not None and (
+        location.account is None or cs_account is None or cs_account == location.account
+    )
+    timeout = cloud_storage_settings().timeout
+    options = {"connection_timeout": timeout, "read_timeout": timeout}
+    if use_connection_string:
+        key: tuple[Any, ...] = ("connection-string", connection_string, timeout)
+    else:
+        account = location.account or os.environ.get("AZURE_STORAGE_ACCOUNT")
+        if not account:
+            raise InvalidMosaicError(
+                f"no Azure storage account for az://{location.container}/{location.key}: use "
+                "az://{account}.blob.core.windows.net/{container}/{key}, or set "
+                "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT"
+            )
+        url = f"https://{location.host or account + '.blob.core.windows.net'}"
+        key = ("credential", url, timeout)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            if use_connection_string:
+                client = blob.BlobServiceClient.from_connection_string(connection_string, **options)
+            else:
+                client = blob.BlobServiceClient(key[1], credential=_default_credential(), **options)
+            _clients[key] = client
+        return client
+
+
+def _default_credential() -> Any:
+    global _credential  # the one process-wide credential (it caches tokens)
+    if _credential is None:
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError as err:
+            raise BackendNotAvailableError(
+                f"az:// mosaics without AZURE_STORAGE_CONNECTION_STRING need azure-identity "
+                f"({err}): {EXTRA_HINT}"
+            ) from err
+        _credential = DefaultAzureCredential()
+    return _credential
+
+
+@attr.s
+class AzureBackend(MosaicJSONBackend):
+    """A MosaicJSON document in an Azure blob; `.gz` names are stored gzip-compressed.
+
+    `write(overwrite=False)` uploads with `If-None-Match: *`, so the service itself refuses to
+    replace a blob that exists, even when two writers race.
+    """
+
+    _backend_name: ClassVar[str] = "Azure Blob Storage"
+
+    def __attrs_post_init__(self) -> None:
+        """Check the URI and the client library before anything is read."""
+        parse_azure_uri(self.input)
+        _import_blob()
+        super().__attrs_post_init__()
+
+    @property
+    def location(self) -> AzureLocation:
+        """Account, container and blob name."""
+        return parse_azure_uri(self.input)
+
+    def _blob(self) -> "BlobClient":
+        where = self.location
+        return azure_client(where).get_blob_client(where.container, where.key)
+
+    def _read(self) -> MosaicJSON:
+        where = self.location
+        try:
+            body = self._blob().download_blob().readall()
+        except Exception as err:
+            raise self._translate(err, "read") from err
+        return decode_document(body, where.key)
+
+    def write(self, overwrite: bool = False) -> None:
+        """Upload the document; a blob becomes visible only once its upload is complete."""
+        where = self.location
+        body = encode_document(self.mosaic_def, where.key)
+        content_settings = _import_blob().ContentSettings(
+            content_type="application/gzip" if is_gzip_name(where.key) else "application/json"
+        )
+        try:
+            # overwrite=False makes the SDK send If-None-Match: * (checked by the service).
+            self._blob().upload_blob(body, overwrite=overwrite, content_settings=content_settings)
+        except Exception as err:
+            raise self._translate(err, "write") from err
+        self._invalidate()
+
+    def delete(self) -> None:
+        """Delete the blob."""
+        try:
+            self._blob().delete_blob()
+        except Exception as err:
+            raise self._translate(err, "delete") from err
+        finally:
+            self._invalidate()
+
+    def _translate(self, err: Exception, action: str) -> Exception:
+        """A typed error for a failed request (the original is chained by the caller)."""
+        from azure.core import exceptions as azure_errors
+
+        where = self.location
+        code = str(getattr(err, "error_code", "") or "")
+        status = getattr(err, "status_code", None)
+        failed = MosaicWriteError if action in ("write", "delete") else MosaicError
+        if isinstance(err, azure_errors.ResourceExistsError) and action == "write":
+            return MosaicExistsError(f"mosaic already exists: {self.input} (use overwrite=True)")
+        if isinstance(err, azure_errors.ResourceNotFoundError) or status == 404:
+            if code == "ContainerNotFound":
+                return MosaicNotFoundError(
+                    f"Azure container not found: {where.container!r} (for {self.input})"
+                )
+            return MosaicNotFoundError(
+                f"mosaic not found: blob {where.key!r} does not exist in container "
+                f"{where.container!r}"
+            )
+        if isinstance(err, azure_errors.ClientAuthenticationError) or status in (401, 403):
+            return MosaicAuthError(
+                f"access denied to {self.input} ({action}): {_short(err)}; check "
+                "AZURE_STORAGE_CONNECTION_STRING or the DefaultAzureCredential sources"
+            )
+        if isinstance(err, azure_errors.AzureError):
+            return failed(f"could not {action} {self.input}: {_short(err)}")
+        return err
+
+
+def _short(err: Exception) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text if len(text) <= 300 else text[:300] + "…"
