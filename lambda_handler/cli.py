@@ -407,6 +407,129 @@ def demo(
     run(host=host, port=port, workdir=workdir)
 
 
+@app.command()
+def export(
+    output: Annotated[Path, typer.Argument(help="Output COG path.")],
+    uri: Annotated[
+        str | None, typer.Option(help="Backend URI: render tiles here, in worker processes.")
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Tiler or batch Function URL rendering the tiles.")
+    ] = None,
+    mosaic_id: Annotated[str | None, typer.Option(help="Mosaic id on the endpoint.")] = None,
+    bbox: Annotated[
+        str | None, typer.Option(help="Area as west,south,east,north (degrees).")
+    ] = None,
+    geojson: Annotated[Path | None, typer.Option(help="Area as a GeoJSON file.")] = None,
+    zoom: Annotated[int | None, typer.Option(help="Zoom of the tiles.")] = None,
+    resolution: Annotated[
+        float | None, typer.Option(help="Target resolution in metres (instead of --zoom).")
+    ] = None,
+    tile_scale: Annotated[int, typer.Option(help="Tiles of 256 x scale pixels (1-4).")] = 1,
+    assets: Annotated[list[str] | None, typer.Option("--assets", help="Assets (STAC).")] = None,
+    bidx: Annotated[list[int] | None, typer.Option("--bidx", help="Band indexes.")] = None,
+    expression: Annotated[str | None, typer.Option(help="Band math expression.")] = None,
+    pixel_selection: Annotated[str, typer.Option(help="Pixel selection method.")] = "first",
+    rescale: Annotated[
+        list[str] | None, typer.Option("--rescale", help="min,max per band (repeat).")
+    ] = None,
+    color_formula: Annotated[str | None, typer.Option(help="rio-color formula.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Tiles in flight (default: CPUs, or 50 for endpoints).")
+    ] = None,
+    sigv4: Annotated[
+        bool | None,
+        typer.Option(
+            "--sigv4/--no-sigv4",
+            help="Sign requests with AWS SigV4 (default: for *.on.aws Function URLs).",
+        ),
+    ] = None,
+    cog_profile: Annotated[str, typer.Option(help="rio-cogeo profile.")] = "deflate",
+    keep_tiles: Annotated[
+        bool, typer.Option(help="Keep the rendered tiles after assembly.")
+    ] = False,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per tile on transient errors.")] = 6,
+    allow_partial: Annotated[
+        bool, typer.Option(help="Assemble even if some tiles failed (left as nodata).")
+    ] = False,
+) -> None:
+    """Export an area of a mosaic as one Cloud-Optimized GeoTIFF (resumable)."""
+    from lambda_handler.export import export_mosaic
+    from lambda_handler.export.options import TileOptions
+    from lambda_handler.export.plan import zoom_for_resolution
+    from lambda_handler.export.runner import RichProgress
+
+    if (zoom is None) == (resolution is None):
+        raise CliError("give exactly one of --zoom or --resolution")
+    if zoom is None:
+        zoom = zoom_for_resolution(resolution)
+    area_bbox = None
+    if bbox:
+        try:
+            area_bbox = tuple(float(v) for v in bbox.split(","))
+        except ValueError as err:
+            raise CliError(f"invalid --bbox {bbox!r}: expected four numbers") from err
+        if len(area_bbox) != 4:
+            raise CliError(f"invalid --bbox {bbox!r}: expected west,south,east,north")
+    area_geojson = None
+    if geojson:
+        try:
+            area_geojson = json.loads(geojson.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CliError(f"cannot read GeoJSON area {geojson}: {err}") from err
+    ranges = []
+    for item in rescale or []:
+        try:
+            low, high = (float(v) for v in item.split(","))
+        except ValueError as err:
+            raise CliError(f"invalid --rescale {item!r}: expected min,max") from err
+        ranges.append((low, high))
+    options = TileOptions(
+        assets=tuple(assets or ()),
+        bidx=tuple(bidx or ()),
+        expression=expression,
+        pixel_selection=pixel_selection,
+        rescale=tuple(ranges),
+        color_formula=color_formula,
+    )
+    sign = None
+    if endpoint and (sigv4 or (sigv4 is None and ".on.aws" in endpoint)):
+        from lambda_handler.export.sigv4 import signer_for
+
+        sign = signer_for(endpoint)
+    report = export_mosaic(
+        output,
+        zoom,
+        bbox=area_bbox,
+        geojson=area_geojson,
+        uri=uri,
+        endpoint=endpoint,
+        mosaic_id=mosaic_id,
+        tile_scale=tile_scale,
+        options=options,
+        concurrency=concurrency,
+        sign=sign,
+        progress=RichProgress(),
+        cog_profile=cog_profile,
+        keep_tiles=keep_tiles,
+        max_attempts=max_attempts,
+        allow_partial=allow_partial,
+    )
+    stderr.print(
+        f"{report.tiles} tiles: {report.rendered} rendered ({report.empty} empty), "
+        f"{report.reused} kept from an earlier run, {len(report.failed)} failed; "
+        f"{report.tiles_per_second:.1f} tiles/s"
+    )
+    if report.failed:
+        for (x, y), reason in sorted(report.failed.items())[:20]:
+            stderr.print(f"  failed {zoom}/{x}/{y}: {reason}", highlight=False)
+        raise CliError(
+            f"{len(report.failed)} tile(s) failed for good; finished tiles are kept in "
+            f"{output}.tiles/: run the same command again to retry only those"
+        )
+    stderr.print(f"wrote {output}")
+
+
 def main() -> None:
     """Entry point: one clear line and a non-zero exit code on errors, never a traceback."""
     try:

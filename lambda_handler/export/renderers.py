@@ -1,0 +1,159 @@
+"""Where tiles are rendered: worker processes on this machine, or a tiler endpoint over HTTP."""
+
+import io
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from lambda_handler.export.options import TileOptions, render_locally
+
+TileResult = tuple[np.ndarray, np.ndarray | None] | None
+
+
+class PermanentTileError(Exception):
+    """A tile that must not be retried (4xx other than 429, invalid answer)."""
+
+
+class RetryableTileError(Exception):
+    """A tile worth retrying (timeout, dropped connection, 429, 5xx)."""
+
+
+# ---------------------------------------------------------------------------- local
+_worker_backend: Any = None
+
+
+def _init_worker(uri: str) -> None:
+    global _worker_backend  # one backend per worker process, opened once (explicit cache)
+    from lambda_handler.backends import MosaicBackend
+
+    _worker_backend = MosaicBackend(uri)
+
+
+def _render_in_worker(x: int, y: int, z: int, tile_size: int, options: TileOptions) -> TileResult:
+    return render_locally(_worker_backend, x, y, z, tile_size, options)
+
+
+@dataclass
+class LocalRenderer:
+    """Renders tiles from a backend URI in a pool of worker processes (single-machine mode)."""
+
+    uri: str
+    options: TileOptions
+    workers: int
+
+    def executor(self) -> Executor:
+        """A process pool whose workers each open the mosaic once."""
+        import multiprocessing
+
+        # "spawn": GDAL and threads do not survive fork() reliably.
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self.uri,),
+        )
+
+    def submit(self, pool: Executor, x: int, y: int, z: int, tile_size: int):
+        """Schedule one tile."""
+        return pool.submit(_render_in_worker, x, y, z, tile_size, self.options)
+
+
+# ---------------------------------------------------------------------------- endpoint
+@dataclass
+class EndpointRenderer:
+    """Requests tiles as `.npy` from a tiler (a deployed batch Function URL or any tiler URL)."""
+
+    endpoint: str
+    mosaic_id: str
+    options: TileOptions
+    workers: int
+    timeout: float = 60.0
+    max_attempts: int = 6
+    backoff_base: float = 0.5
+    backoff_cap: float = 20.0
+    sign: Callable[[str, str, dict[str, str]], dict[str, str]] | None = None
+    on_request: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        import httpx
+
+        self._client = httpx.Client(
+            timeout=self.timeout,
+            limits=httpx.Limits(
+                max_connections=self.workers, max_keepalive_connections=self.workers
+            ),
+        )
+
+    def tile_url(self, x: int, y: int, z: int, scale: int) -> str:
+        """URL of one tile, with the options as query parameters."""
+        from urllib.parse import urlencode
+
+        base = self.endpoint.rstrip("/")
+        mosaic = quote(self.mosaic_id, safe="")
+        suffix = f"@{scale}x" if scale > 1 else ""
+        query = urlencode(self.options.query() + [("return_mask", "true")])
+        return f"{base}/mosaics/{mosaic}/tiles/WebMercatorQuad/{z}/{x}/{y}{suffix}.npy?{query}"
+
+    def executor(self) -> Executor:
+        """Threads: the work is waiting on the network."""
+        return ThreadPoolExecutor(max_workers=self.workers)
+
+    def submit(self, pool: Executor, x: int, y: int, z: int, tile_size: int):
+        """Schedule one tile."""
+        scale = tile_size // 256
+        return pool.submit(self.fetch_with_retries, x, y, z, scale)
+
+    def _fetch_once(self, url: str) -> TileResult:
+        import httpx
+
+        headers = {"Accept": "application/x-binary"}
+        if self.sign:
+            headers = self.sign("GET", url, headers)
+        if self.on_request:
+            self.on_request()
+        try:
+            response = self._client.get(url, headers=headers)
+        except (httpx.TimeoutException, httpx.TransportError) as err:
+            raise RetryableTileError(f"{type(err).__name__}: {err}") from err
+        status = response.status_code
+        if status == 204 or status == 404:
+            return None  # no asset / outside the mosaic: nodata, not an error
+        if status == 429 or status >= 500:
+            raise RetryableTileError(f"HTTP {status}: {response.text[:200]}")
+        if status != 200:
+            raise PermanentTileError(f"HTTP {status}: {response.text[:300]}")
+        try:
+            array = np.load(io.BytesIO(response.content), allow_pickle=False)
+        except ValueError as err:
+            # A truncated body (connection dropped mid-answer) is worth another try.
+            raise RetryableTileError(
+                f"unreadable .npy answer ({len(response.content)} bytes)"
+            ) from err
+        data, mask = array[:-1], array[-1].astype("uint8")
+        if not mask.any():
+            return None
+        return data, mask
+
+    def fetch_with_retries(self, x: int, y: int, z: int, scale: int) -> TileResult:
+        """One tile, retried with exponential backoff and full jitter on transient failures."""
+        url = self.tile_url(x, y, z, scale)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return self._fetch_once(url)
+            except RetryableTileError as err:
+                if attempt == self.max_attempts:
+                    raise RetryableTileError(f"gave up after {attempt} attempts: {err}") from err
+                delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+                time.sleep(random.uniform(0, delay))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
