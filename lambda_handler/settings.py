@@ -185,3 +185,79 @@ class StacSettings(BaseSettings):
 def stac_settings() -> StacSettings:
     """Cached StacSettings."""
     return StacSettings()
+
+
+class LambdaSettings(BaseSettings):
+    """The Lambda functions: GDAL defaults, the batch function's limits and its exports bucket.
+
+    The GDAL values are defaults: a GDAL variable already in the environment wins. They are
+    applied when running in Lambda (`AWS_LAMBDA_FUNCTION_NAME` set), before rasterio is imported.
+    """
+
+    gdal_disable_readdir_on_open: str = Field(
+        "EMPTY_DIR", description="No directory listing when opening a COG (no sidecar probes)."
+    )
+    gdal_http_merge_consecutive_ranges: str = Field("YES", description="One request per run.")
+    gdal_http_multiplex: str = Field("YES", description="HTTP/2 multiplexing of range requests.")
+    gdal_http_version: str = Field("2", description="HTTP version GDAL asks for.")
+    gdal_cachemax: str = Field("200", description="GDAL block cache (MB, or a percentage).")
+    gdal_ingested_bytes_at_open: int = Field(32768, ge=0, description="Header bytes per open.")
+    gdal_http_max_retry: int = Field(3, ge=0, description="Retries of a failed HTTP request.")
+    gdal_http_retry_delay: float = Field(0.5, ge=0, description="Seconds between retries.")
+    gdal_http_timeout: int = Field(20, ge=1, description="Seconds per HTTP request (API).")
+    vsi_cache: str = Field("TRUE", description="Per-file cache of the /vsicurl/ readers.")
+    vsi_cache_size: int = Field(50_000_000, ge=0, description="Bytes of each /vsi cache.")
+    cpl_vsil_curl_cache_size: int = Field(200_000_000, ge=0, description="Bytes of curl cache.")
+    cpl_vsil_curl_allowed_extensions: str = Field(
+        ".tif,.TIF,.tiff,.TIFF",
+        description="Extensions GDAL's HTTP readers accept (saves probing); '' allows any.",
+    )
+    proj_data: str | None = Field(
+        None, description="PROJ database directory (default: the one shipped in the asset)."
+    )
+    # The batch function (Function URL: no 30 s cap, 900 s Lambda timeout).
+    batch_max_tile_size: int = Field(8192, ge=64, description="Largest batch tile edge (px).")
+    batch_gdal_http_timeout: int = Field(120, ge=1, description="GDAL HTTP timeout (batch).")
+    batch_read_http_timeout: float = Field(120.0, gt=0, description="Mosaic HTTP reads (batch).")
+    response_limit_bytes: int = Field(
+        6_291_456, ge=1024, description="Lambda's response payload limit (6 MB)."
+    )
+    exports_bucket: str | None = Field(
+        None, description="Bucket receiving batch responses over the response limit."
+    )
+    exports_prefix: str = Field("exports/", description="Key prefix of exported responses.")
+    presigned_url_seconds: int = Field(
+        3600, ge=1, le=604_800, description="Lifetime of the exported response's presigned URL."
+    )
+
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_LAMBDA_")
+
+    def gdal_environment(self, batch: bool = False) -> dict[str, str]:
+        """GDAL configuration variables (the batch function gets the longer HTTP timeout)."""
+        env = {
+            "GDAL_DISABLE_READDIR_ON_OPEN": self.gdal_disable_readdir_on_open,
+            "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": self.gdal_http_merge_consecutive_ranges,
+            "GDAL_HTTP_MULTIPLEX": self.gdal_http_multiplex,
+            "GDAL_HTTP_VERSION": self.gdal_http_version,
+            "GDAL_CACHEMAX": self.gdal_cachemax,
+            "GDAL_INGESTED_BYTES_AT_OPEN": str(self.gdal_ingested_bytes_at_open),
+            "GDAL_HTTP_MAX_RETRY": str(self.gdal_http_max_retry),
+            "GDAL_HTTP_RETRY_DELAY": str(self.gdal_http_retry_delay),
+            "GDAL_HTTP_TIMEOUT": str(
+                self.batch_gdal_http_timeout if batch else self.gdal_http_timeout
+            ),
+            "VSI_CACHE": self.vsi_cache,
+            "VSI_CACHE_SIZE": str(self.vsi_cache_size),
+            "CPL_VSIL_CURL_CACHE_SIZE": str(self.cpl_vsil_curl_cache_size),
+        }
+        if self.cpl_vsil_curl_allowed_extensions:
+            env["CPL_VSIL_CURL_ALLOWED_EXTENSIONS"] = self.cpl_vsil_curl_allowed_extensions
+        if self.proj_data:
+            env["PROJ_DATA"] = self.proj_data
+        return env
+
+
+@lru_cache
+def lambda_settings() -> LambdaSettings:
+    """Cached LambdaSettings."""
+    return LambdaSettings()
