@@ -45,7 +45,9 @@ def reference_index(features, zoom, tms=TMS):
     for x, y in sorted(burnt):
         tile_box = box(*tms.bounds(x, y, zoom))
         assets = [
-            f["properties"]["path"] for f, g in zip(features, geoms, strict=False) if g.intersects(tile_box)
+            f["properties"]["path"]
+            for f, g in zip(features, geoms, strict=False)
+            if g.intersects(tile_box)
         ]
         if assets:
             index[tms.quadkey(x, y, zoom)] = assets
