@@ -1,0 +1,618 @@
+"""DynamoDB backend against two real DynamoDB implementations (moto server and dynalite)."""
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+import pytest
+
+from lambda_handler import cache
+from lambda_handler.backends import MosaicBackend
+from lambda_handler.backends.dynamodb import (
+    LOCK_SUFFIX,
+    MAX_ITEM_BYTES,
+    DynamoDBBackend,
+    _Lease,
+    parse_dynamodb_uri,
+)
+from lambda_handler.errors import (
+    InvalidMosaicError,
+    InvalidMosaicNameError,
+    MosaicExistsError,
+    MosaicNotFoundError,
+    MosaicWriteError,
+)
+from lambda_handler.mosaic.model import MosaicJSON
+from lambda_handler.mosaic.tiling import tile_quadkey
+from lambda_handler.settings import aws_settings
+from tests.servers_aws import DROP, Reply, unique_name
+
+
+# ---------------------------------------------------------------------- helpers
+def block(x0: int, y0: int, size: int, zoom: int, tag: str = "a") -> dict[str, list[str]]:
+    """`size` x `size` quadkeys from (x0, y0) at `zoom`, each with its own and a shared asset."""
+    tiles = {}
+    for x in range(x0, x0 + size):
+        for y in range(y0, y0 + size):
+            tiles[tile_quadkey(x, y, zoom)] = [f"s3://b/{tag}/{x}_{y}.tif", f"s3://b/{tag}/all.tif"]
+    return tiles
+
+
+def document(tiles: dict[str, list[str]], quadkey_zoom: int = 8, **extra) -> MosaicJSON:
+    return MosaicJSON(
+        mosaicjson="0.0.3",
+        minzoom=max(0, quadkey_zoom - 6),
+        maxzoom=quadkey_zoom + 4,
+        quadkey_zoom=quadkey_zoom,
+        bounds=(-180.0, -85.0, 180.0, 85.0),
+        tiles=tiles,
+        **extra,
+    )
+
+
+def raw_items(server, table: str, mosaic: str) -> dict[str, dict]:
+    """Every item of a partition, read with a plain client (quadkey -> item)."""
+    client = server.client("dynamodb")
+    items, params = {}, {}
+    while True:
+        page = client.query(
+            TableName=table,
+            KeyConditionExpression="mosaicId = :m",
+            ExpressionAttributeValues={":m": {"S": mosaic}},
+            ConsistentRead=True,
+            **params,
+        )
+        items.update({item["quadkey"]["S"]: item for item in page["Items"]})
+        if "LastEvaluatedKey" not in page:
+            return items
+        params = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+@contextmanager
+def counting(backend: DynamoDBBackend) -> Iterator[Counter]:
+    """Count the DynamoDB operations the backend's client sends (a botocore event hook)."""
+    calls: Counter = Counter()
+
+    def hook(model, **kwargs) -> None:
+        calls[model.name] += 1
+
+    events = backend.client.meta.events
+    events.register("before-call.dynamodb", hook)
+    try:
+        yield calls
+    finally:
+        events.unregister("before-call.dynamodb", hook)
+
+
+@pytest.fixture
+def table(dynamodb_env) -> str:
+    """A fresh mosaic table on the current DynamoDB stand-in."""
+    name = unique_name("mosaics")
+    assert DynamoDBBackend.create_table(name) is True
+    return name
+
+
+@pytest.fixture
+def aws_tuning(monkeypatch):
+    """Set MOSAIC_AWS_* settings for one test."""
+
+    def apply(**values) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(f"MOSAIC_AWS_{name.upper()}", str(value))
+        aws_settings.cache_clear()
+
+    yield apply
+    aws_settings.cache_clear()
+
+
+def write(uri: str, doc: MosaicJSON, overwrite: bool = False) -> None:
+    with MosaicBackend(uri, mosaic_def=doc) as backend:
+        backend.write(overwrite=overwrite)
+
+
+def read_tiles(uri: str) -> dict[str, list[str]]:
+    cache.clear_all()
+    with MosaicBackend(uri) as backend:
+        return backend.to_document().tiles
+
+
+# ---------------------------------------------------------------------- URIs and table
+def test_uri_forms(monkeypatch):
+    assert parse_dynamodb_uri("dynamodb://eu-west-1/tbl:m.1") == ("eu-west-1", "tbl", "m.1")
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    assert parse_dynamodb_uri("dynamodb:///tbl:m") == ("ap-south-1", "tbl", "m")
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    assert parse_dynamodb_uri("dynamodb:///tbl:m")[0] == "us-east-1"
+    for bad in ("dynamodb://tbl:m", "dynamodb:///tbl", "dynamodb:///tbl:a/b", "dynamodb:///t:m"):
+        with pytest.raises((InvalidMosaicError, InvalidMosaicNameError)):
+            parse_dynamodb_uri(bad)
+
+
+def test_missing_table_and_mosaic(dynamodb_env):
+    with pytest.raises(MosaicNotFoundError, match="table 'no-such-table' not found"):
+        MosaicBackend("dynamodb:///no-such-table:m")
+    name = unique_name("t")
+    DynamoDBBackend.create_table(name)
+    assert DynamoDBBackend.create_table(name) is False  # exists already
+    with pytest.raises(MosaicNotFoundError, match="mosaic 'absent' not found"):
+        MosaicBackend(f"dynamodb:///{name}:absent")
+    with pytest.raises(MosaicNotFoundError, match="not found"):
+        write("dynamodb:///no-such-table:m", document(block(0, 0, 2, 8)))
+
+
+# ---------------------------------------------------------------------- round trip and reads
+def test_round_trip(table, dynamodb_env):
+    tiles = block(40, 90, 16, 8)
+    doc = document(tiles, name="roundtrip", attribution="me", asset_prefix="")
+    doc.colormap = {1: (255, 0, 0, 255)}
+    uri = f"dynamodb://us-east-1/{table}:roundtrip"
+    write(uri, doc)
+    with MosaicBackend(uri) as backend:
+        assert backend.mosaic_def.tiles == {}  # tiles stay in the table
+        assert backend.mosaic_def.name == "roundtrip"
+        assert backend.mosaic_def.colormap == {1: (255, 0, 0, 255)}
+        assert backend.mosaic_def.bounds == doc.bounds
+        assert backend.get_assets(41, 91, 8) == ["s3://b/a/41_91.tif", "s3://b/a/all.tif"]
+        assert backend.get_assets(41 * 4 + 3, 91 * 4, 10) == backend.get_assets(41, 91, 8)
+        assert backend.get_assets(0, 0, 8) == []
+        exported = backend.to_document()
+        assert exported.tiles == tiles
+        assert sorted(backend.info(quadkeys=True).quadkeys) == sorted(tiles)
+        assert exported.metadata() == {**doc.metadata()}
+
+
+def test_low_zoom_tile_is_one_query(table, dynamodb_env):
+    """A tile 4 zooms above quadkey_zoom: one Query, never a GetItem per child."""
+    tiles = block(32, 48, 32, 8)  # 1024 quadkeys; a zoom-4 tile covers 256 of them
+    uri = f"dynamodb:///{table}:lowzoom"
+    write(uri, document(tiles))
+    with MosaicBackend(uri) as backend, counting(backend) as calls:
+        assets = backend.get_assets(2, 3, 4)
+    children = {qk: a for qk, a in tiles.items() if qk.startswith(tile_quadkey(2, 3, 4))}
+    assert len(children) == 256
+    expected = list(dict.fromkeys(a for qk in sorted(children) for a in children[qk]))
+    assert assets == expected
+    assert calls == Counter({"Query": 1})
+
+
+def test_zoom_zero_never_returns_metadata(table, dynamodb_env):
+    tiles = block(0, 0, 2, 1)
+    uri = f"dynamodb:///{table}:z0"
+    write(uri, document(tiles, quadkey_zoom=1))
+    with MosaicBackend(uri, minzoom=0) as backend:
+        assets = backend.get_assets(0, 0, 0)
+        assert "-1" not in backend._fetch_prefix("")
+    assert sorted(assets) == sorted({a for v in tiles.values() for a in v})
+
+
+def test_bbox_uses_batch_get(table, dynamodb_env):
+    tiles = block(100, 100, 15, 10)  # 225 quadkeys
+    uri = f"dynamodb:///{table}:bbox"
+    write(uri, document(tiles, quadkey_zoom=10))
+    with MosaicBackend(uri) as backend:
+        west, _, _, north = backend.mosaic_tms.bounds(100, 100, 10)
+        _, south, east, _ = backend.mosaic_tms.bounds(114, 114, 10)
+        inset = 1e-6
+        with counting(backend) as calls:
+            assets = backend.assets_for_bbox(
+                west + inset, south + inset, east - inset, north - inset
+            )
+    assert calls == Counter({"BatchGetItem": 3})  # 225 keys, 100 per request
+    assert sorted(assets) == sorted({a for v in tiles.values() for a in v})
+
+
+def test_query_pages_are_followed(table, dynamodb_env):
+    """A prefix whose items exceed DynamoDB's 1 MB page: every page is read."""
+    big = "x" * 900
+    tiles = {
+        qk: [f"s3://bucket/{big}/{qk}.tif"] for qk in block(64, 64, 40, 8)
+    }  # 1600 items of ~1 KB
+    uri = f"dynamodb:///{table}:paged"
+    write(uri, document(tiles))
+    with MosaicBackend(uri) as backend:
+        prefix = tile_quadkey(1, 1, 2)
+        expected = {qk for qk in tiles if qk.startswith(prefix)}
+        with counting(backend) as calls:
+            found = backend._fetch_prefix(prefix)
+        assert set(found) == expected
+        assert calls["Query"] >= 2
+        assert backend.to_document().tiles == tiles
+
+
+# ---------------------------------------------------------------------- writes
+def test_layout_is_cogeo_mosaics(table, dynamodb_env):
+    """What we write is exactly cogeo-mosaic's layout: metadata item + one item per quadkey."""
+    tiles = block(10, 10, 3, 8)
+    doc = document(tiles, name="layout")
+    uri = f"dynamodb:///{table}:layout"
+    write(uri, doc)
+    items = raw_items(dynamodb_env, table, "layout")
+    assert set(items) == {"-1", *tiles}
+    for quadkey, assets in tiles.items():
+        assert items[quadkey] == {
+            "mosaicId": {"S": "layout"},
+            "quadkey": {"S": quadkey},
+            "assets": {"L": [{"S": a} for a in assets]},
+        }
+    meta = items["-1"]
+    assert "tiles" not in meta
+    assert meta["minzoom"] == {"N": "2"} and meta["quadkey_zoom"] == {"N": "8"}
+    # numbers are DynamoDB numbers (servers may normalise "85.0" to "85")
+    assert [Decimal(v["N"]) for v in meta["bounds"]["L"]] == [-180, -85, 180, 85]
+    assert meta["mosaicjson"] == {"S": "0.0.3"} and meta["name"] == {"S": "layout"}
+    # no lock left behind
+    assert raw_items(dynamodb_env, table, "layout" + LOCK_SUFFIX) == {}
+
+
+def test_reads_a_mosaic_laid_out_by_cogeo_mosaic(table, dynamodb_env):
+    """Items put with plain boto3 calls exactly as cogeo-mosaic's DynamoDBBackend.write does
+    (`model_dump_json(exclude={'tiles'})` parsed with Decimal, nulls included)."""
+    client = dynamodb_env.client("dynamodb")
+    from boto3.dynamodb.types import TypeSerializer
+
+    meta_json = json.dumps(
+        {
+            "mosaicjson": "0.0.3",
+            "name": None,
+            "description": None,
+            "version": "1.0.0",
+            "attribution": None,
+            "minzoom": 7,
+            "maxzoom": 12,
+            "quadkey_zoom": 8,
+            "bounds": [-78.5, 45.0, -77.5, 45.75],
+            "center": [-78.0, 45.375, 7],
+            "tilematrixset": None,
+            "asset_type": None,
+            "asset_prefix": "s3://bucket/",
+            "data_type": None,
+            "colormap": None,
+            "layers": None,
+        }
+    )
+    serializer = TypeSerializer()
+    meta = json.loads(meta_json, parse_float=Decimal)
+    items = [{"quadkey": "-1", "mosaicId": "legacy", **meta}]
+    tiles = block(71, 91, 4, 8)
+    items += [{"mosaicId": "legacy", "quadkey": qk, "assets": a} for qk, a in tiles.items()]
+    for item in items:
+        client.put_item(TableName=table, Item={k: serializer.serialize(v) for k, v in item.items()})
+    with MosaicBackend(f"dynamodb:///{table}:legacy") as backend:
+        assert backend.mosaic_def.bounds == (-78.5, 45.0, -77.5, 45.75)
+        assert backend.mosaic_def.center == (-78.0, 45.375, 7)
+        assert backend.quadkey_zoom == 8 and backend.minzoom == 7
+        assert backend.get_assets(72, 92, 8) == [
+            "s3://bucket/" + a for a in tiles[tile_quadkey(72, 92, 8)]
+        ]
+        assert backend.to_document().tiles == tiles
+    assert "legacy" in DynamoDBBackend.list_mosaics(table)
+
+
+def test_overwrite_rules(table, dynamodb_env):
+    uri = f"dynamodb:///{table}:ow"
+    first = block(10, 10, 4, 8, "one")
+    write(uri, document(first))
+    with pytest.raises(MosaicExistsError, match="already exists"):
+        write(uri, document(block(10, 10, 4, 8, "two")))
+    assert read_tiles(uri) == first
+    second = block(12, 12, 4, 8, "two")  # overlaps part of the first, drops the rest
+    second[tile_quadkey(10, 10, 8)] = first[tile_quadkey(10, 10, 8)]  # one quadkey unchanged
+    write(uri, document(second, name="second"), overwrite=True)
+    assert read_tiles(uri) == second
+    assert set(raw_items(dynamodb_env, table, "ow")) == {"-1", *second}
+    with MosaicBackend(uri) as backend:
+        assert backend.mosaic_def.name == "second"
+
+
+def test_unchanged_quadkeys_are_not_rewritten(table, dynamodb_env):
+    uri = f"dynamodb:///{table}:same"
+    tiles = block(0, 0, 10, 8)
+    write(uri, document(tiles))
+    with MosaicBackend(uri, mosaic_def=document(tiles)) as backend, counting(backend) as calls:
+        backend.write(overwrite=True)
+    assert calls["BatchWriteItem"] == 0
+    assert read_tiles(uri) == tiles
+
+
+def test_concurrent_creators_one_wins_nothing_mixed(table, dynamodb_env):
+    uri = f"dynamodb:///{table}:race"
+    docs = {tag: document(block(0, 0, 20, 8, tag)) for tag in ("left", "right")}
+    barrier = threading.Barrier(2)
+    outcome: dict[str, str] = {}
+
+    def create(tag: str) -> None:
+        backend = MosaicBackend(uri, mosaic_def=docs[tag])
+        barrier.wait()
+        try:
+            backend.write()
+            outcome[tag] = "won"
+        except MosaicExistsError:
+            outcome[tag] = "lost"
+
+    threads = [threading.Thread(target=create, args=(tag,)) for tag in docs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcome.values()) == ["lost", "won"]
+    winner = next(tag for tag, result in outcome.items() if result == "won")
+    assert read_tiles(uri) == docs[winner].tiles
+
+
+def test_update_is_idempotent_and_keeps_assets(table, dynamodb_env):
+    uri = f"dynamodb:///{table}:upd"
+    tiles = block(71, 91, 2, 8)
+    write(uri, document(tiles, quadkey_zoom=8))
+    with MosaicBackend(uri) as backend:
+        west, south, east, north = backend.mosaic_tms.bounds(71, 91, 8)
+    inset = 0.01  # strictly inside the quadkey (71, 91): no neighbour touched
+    x0, y0, x1, y1 = west + inset, north - inset, east - inset, south + inset
+    feature = {
+        "type": "Feature",
+        "properties": {"path": "s3://b/new.tif"},
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[x0, y1], [x1, y1], [x1, y0], [x0, y0], [x0, y1]]],
+        },
+    }
+    for _ in range(2):  # running the same update twice gives the same assets
+        cache.clear_all()
+        with MosaicBackend(uri) as backend:
+            backend.update([feature])
+    stored = read_tiles(uri)
+    key = tile_quadkey(71, 91, 8)
+    assert stored[key] == ["s3://b/new.tif", *tiles[key]]
+    for quadkey, assets in tiles.items():
+        assert set(assets) <= set(stored[quadkey])
+        assert len(stored[quadkey]) == len(set(stored[quadkey]))
+    with MosaicBackend(uri) as backend:
+        assert backend.mosaic_def.version == "1.0.2"
+
+
+def test_update_of_missing_mosaic(table, dynamodb_env):
+    uri = f"dynamodb:///{table}:gone"
+    write(uri, document(block(0, 0, 2, 8)))
+    backend = MosaicBackend(uri)
+    MosaicBackend(uri).delete()
+    with pytest.raises(MosaicNotFoundError):
+        backend._persist_update(backend.mosaic_def, {tile_quadkey(0, 0, 8): ["x"]})
+
+
+def test_delete_removes_every_item(table, dynamodb_env):
+    uri = f"dynamodb:///{table}:del"
+    tiles = {qk: [f"s3://bucket/{'y' * 900}/{qk}.tif"] for qk in block(0, 0, 40, 8)}
+    write(uri, document(tiles))
+    write(f"dynamodb:///{table}:keep", document(block(0, 0, 2, 8)))
+    MosaicBackend(uri).delete()
+    assert raw_items(dynamodb_env, table, "del") == {}
+    with pytest.raises(MosaicNotFoundError):
+        MosaicBackend(uri)
+    with pytest.raises(MosaicNotFoundError):
+        DynamoDBBackend(uri, mosaic_def=document(tiles)).delete()
+    assert DynamoDBBackend.list_mosaics(table) == ["keep"]
+
+
+def test_list_mosaics(table, dynamodb_env):
+    for name in ("b-mosaic", "a.mosaic", "c_mosaic"):
+        write(f"dynamodb:///{table}:{name}", document(block(0, 0, 2, 8)))
+    assert DynamoDBBackend.list_mosaics(table) == ["a.mosaic", "b-mosaic", "c_mosaic"]
+    assert DynamoDBBackend.list_mosaics(f"dynamodb://us-east-1/{table}") == [
+        "a.mosaic",
+        "b-mosaic",
+        "c_mosaic",
+    ]
+    with pytest.raises(MosaicNotFoundError):
+        DynamoDBBackend.list_mosaics("no-such-table")
+
+
+def test_item_over_400kb_is_rejected_before_writing(table, dynamodb_env):
+    tiles = block(0, 0, 3, 8)
+    heavy = tile_quadkey(1, 2, 8)
+    tiles[heavy] = [f"s3://bucket/{'z' * 200}/{i}.tif" for i in range(2000)]
+    uri = f"dynamodb:///{table}:heavy"
+    with pytest.raises(InvalidMosaicError, match=rf"quadkey '{heavy}'.*larger quadkey_zoom"):
+        write(uri, document(tiles))
+    assert raw_items(dynamodb_env, table, "heavy") == {}
+    assert raw_items(dynamodb_env, table, "heavy" + LOCK_SUFFIX) == {}
+    # just under the limit is accepted by the server
+    tiles[heavy] = [f"s3://bucket/{'z' * 200}/{i:05d}.tif" for i in range(1750)]
+    size = sum(len(a) + 1 for a in tiles[heavy])
+    assert MAX_ITEM_BYTES - 20_000 < size < MAX_ITEM_BYTES
+    write(uri, document(tiles))
+    assert read_tiles(uri)[heavy] == tiles[heavy]
+
+
+# ---------------------------------------------------------------------- failures
+def proxied_env(monkeypatch, proxy) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint)
+
+
+def test_throttling_and_5xx_are_retried(table, dynamodb_env, fault_proxy, monkeypatch):
+    def policy(index, request):
+        # every other request fails once, each in its own way
+        if index in (0, 6):
+            return Reply.dynamodb_error(400, "ThrottlingException", "Rate of requests exceeds")
+        if index == 2:
+            return Reply.dynamodb_error(500, "InternalServerError")
+        if index == 4:
+            return DROP
+        return None
+
+    proxy = fault_proxy(dynamodb_env.endpoint, policy)
+    proxied_env(monkeypatch, proxy)
+    uri = f"dynamodb:///{table}:retry"
+    tiles = block(0, 0, 10, 8)
+    write(uri, document(tiles))
+    assert proxy.injected == 4
+    assert read_tiles(uri) == tiles
+
+
+def test_unprocessed_items_and_keys_are_retried(table, dynamodb_env, fault_proxy, monkeypatch):
+    seen = Counter()
+
+    def policy(index, request):
+        operation = request.operation
+        seen[operation] += 1
+        if operation == "BatchWriteItem" and seen[operation] <= 3:
+            return Reply.dynamodb_ok({"UnprocessedItems": request.json()["RequestItems"]})
+        if operation == "BatchGetItem" and seen[operation] <= 2:
+            return Reply.dynamodb_ok(
+                {"Responses": {}, "UnprocessedKeys": request.json()["RequestItems"]}
+            )
+        return None
+
+    proxy = fault_proxy(dynamodb_env.endpoint, policy)
+    proxied_env(monkeypatch, proxy)
+    uri = f"dynamodb:///{table}:unprocessed"
+    tiles = block(0, 0, 12, 8)
+    write(uri, document(tiles))
+    with MosaicBackend(uri) as backend:
+        assert backend._fetch_quadkeys(list(tiles)) == tiles
+    assert proxy.injected == 5
+    assert read_tiles(uri) == tiles
+
+
+def test_unprocessed_forever_is_an_error(table, dynamodb_env, fault_proxy, monkeypatch, aws_tuning):
+    aws_tuning(unprocessed_attempts=2)
+
+    def policy(index, request):
+        if request.operation == "BatchWriteItem":
+            return Reply.dynamodb_ok({"UnprocessedItems": request.json()["RequestItems"]})
+        return None
+
+    proxied_env(monkeypatch, fault_proxy(dynamodb_env.endpoint, policy))
+    uri = f"dynamodb:///{table}:stuck"
+    with pytest.raises(MosaicWriteError, match="unprocessed after 2"):
+        write(uri, document(block(0, 0, 4, 8)))
+    with pytest.raises(MosaicNotFoundError):
+        MosaicBackend(uri)
+
+
+def test_failed_overwrite_is_rolled_back(table, dynamodb_env, fault_proxy, monkeypatch, aws_tuning):
+    """New tile writes fail (server errors beyond the retries): the writer restores the
+    previous items, the previous mosaic is exactly intact."""
+    aws_tuning(max_attempts=2)
+    uri = f"dynamodb:///{table}:rollback"
+    old = block(0, 0, 12, 8, "old")
+    write(uri, document(old, name="old"))
+
+    writes = Counter()
+
+    def policy(index, request):
+        if request.operation == "BatchWriteItem" and b"/new/" in request.body:
+            writes["new"] += 1
+            if writes["new"] > 2:  # a couple of batches go through, then the server fails
+                return Reply.dynamodb_error(500, "InternalServerError")
+        return None
+
+    proxied_env(monkeypatch, fault_proxy(dynamodb_env.endpoint, policy))
+    new = block(4, 4, 12, 8, "new")
+    with pytest.raises(MosaicWriteError) as failure:
+        write(uri, document(new, name="new"), overwrite=True)
+    assert "rolled back" in "".join(getattr(failure.value, "__notes__", []))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_env.endpoint)
+    assert read_tiles(uri) == old
+    assert set(raw_items(dynamodb_env, table, "rollback")) == {"-1", *old}
+    with MosaicBackend(uri) as backend:
+        assert backend.mosaic_def.name == "old"
+
+
+def test_failed_create_is_invisible(table, dynamodb_env, fault_proxy, monkeypatch, aws_tuning):
+    """Batches die halfway (connections dropped): no mosaic appears; the orphan items are
+    removed by the next create of the same name, which must not inherit them."""
+    aws_tuning(max_attempts=2)
+    count = Counter()
+
+    def policy(index, request):
+        if request.operation == "BatchWriteItem":
+            count["batches"] += 1
+            if count["batches"] > 3:
+                return DROP
+        return None
+
+    proxied_env(monkeypatch, fault_proxy(dynamodb_env.endpoint, policy))
+    uri = f"dynamodb:///{table}:halfway"
+    with pytest.raises(MosaicWriteError):
+        write(uri, document(block(0, 0, 20, 8)))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_env.endpoint)
+    with pytest.raises(MosaicNotFoundError):
+        MosaicBackend(uri)
+    assert "halfway" not in DynamoDBBackend.list_mosaics(table)
+    tiles = block(0, 0, 5, 8)
+    write(uri, document(tiles))
+    assert read_tiles(uri) == tiles
+
+
+def test_server_killed_mid_write(private_dynalite, monkeypatch, aws_tuning):
+    """dynalite is killed while an overwrite is under way, then restarted on its data: the
+    previous mosaic (metadata and every quadkey) is still there and readable; re-running the
+    write completes it; a create killed halfway stays invisible."""
+    aws_tuning(max_attempts=1, write_lock_seconds=1, write_threads=1)
+    server = private_dynalite
+    for name, value in server.boto3_env("dynamodb").items():
+        monkeypatch.setenv(name, value)
+    table = unique_name("kill")
+    DynamoDBBackend.create_table(table)
+    uri = f"dynamodb:///{table}:victim"
+    old = block(0, 0, 20, 8, "old")
+    write(uri, document(old, name="old"))
+
+    new = block(5, 5, 20, 8, "new")
+    backend = MosaicBackend(uri, mosaic_def=document(new, name="new"))
+    sent = Counter()
+
+    def kill_after_three(model, **kwargs) -> None:
+        if model.name == "BatchWriteItem":
+            sent["batches"] += 1
+            if sent["batches"] == 4:
+                server.kill()
+
+    backend.client.meta.events.register("before-call.dynamodb", kill_after_three)
+    try:
+        with pytest.raises(MosaicWriteError) as failure:
+            backend.write(overwrite=True)
+    finally:
+        backend.client.meta.events.unregister("before-call.dynamodb", kill_after_three)
+    assert "rollback failed" in "".join(getattr(failure.value, "__notes__", []))
+    server.restart()
+    cache.clear_all()
+    with MosaicBackend(uri) as reopened:
+        assert reopened.mosaic_def.name == "old"
+        stored = reopened.to_document().tiles
+    assert set(old) <= set(stored)
+    for quadkey, assets in stored.items():
+        assert assets in (old.get(quadkey), new.get(quadkey))
+    time.sleep(1.1)  # the dead writer's lock expires
+    write(uri, document(new, name="new"), overwrite=True)
+    assert read_tiles(uri) == new
+
+
+def test_write_lock_blocks_a_second_writer(table, dynamodb_env):
+    uri = f"dynamodb:///{table}:locked"
+    write(uri, document(block(0, 0, 2, 8)))
+    fresh = f"dynamodb:///{table}:fresh"
+    leases = [
+        _Lease(MosaicBackend(uri), "update"),
+        _Lease(DynamoDBBackend(fresh, mosaic_def=document({})), "create"),
+    ]
+    for lease in leases:
+        lease.acquire(exists_error=False)
+    try:
+        with pytest.raises(MosaicWriteError, match="locked by another writer"):
+            write(uri, document(block(0, 0, 3, 8)), overwrite=True)
+        with pytest.raises(MosaicWriteError, match="locked by another writer"):
+            MosaicBackend(uri).delete()
+        with pytest.raises(MosaicExistsError, match="locked by another writer"):
+            write(fresh, document(block(0, 0, 3, 8)))
+    finally:
+        for lease in leases:
+            lease.release()
+    write(uri, document(block(0, 0, 3, 8)), overwrite=True)
+    assert len(read_tiles(uri)) == 9
+    write(fresh, document(block(0, 0, 3, 8)))
+    assert len(read_tiles(fresh)) == 9
