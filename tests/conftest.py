@@ -11,7 +11,12 @@ import pytest
 from lambda_handler import cache
 from lambda_handler.sample_data import generate_scenes
 
-pytest_plugins: list[str] = ["tests.servers_cloud", "tests.servers_aws", "tests.servers_stac"]
+pytest_plugins: list[str] = [
+    "tests.servers_cloud",
+    "tests.servers_aws",
+    "tests.servers_stac",
+    "tests.servers_api",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"

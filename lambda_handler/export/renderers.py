@@ -24,6 +24,14 @@ class RetryableTileError(Exception):
     """A tile worth retrying (timeout, dropped connection, 429, 5xx)."""
 
 
+def check_zoom(zoom: int, minzoom: int | None, maxzoom: int | None) -> None:
+    """An export zoom outside the mosaic's zooms would give nothing but empty tiles."""
+    from lambda_handler.export.plan import ExportError
+
+    if minzoom is not None and maxzoom is not None and not minzoom <= zoom <= maxzoom:
+        raise ExportError(f"zoom {zoom} is outside the mosaic's zooms ({minzoom}-{maxzoom})")
+
+
 # ---------------------------------------------------------------------------- local
 _worker_backend: Any = None
 
@@ -63,6 +71,13 @@ class LocalRenderer:
     def submit(self, pool: Executor, x: int, y: int, z: int, tile_size: int):
         """Schedule one tile."""
         return pool.submit(_render_in_worker, x, y, z, tile_size, self.options)
+
+    def check(self, zoom: int) -> None:
+        """Fail early, with a clear message, when the mosaic is unreadable or lacks the zoom."""
+        from lambda_handler.backends import MosaicBackend
+
+        with MosaicBackend(self.uri) as backend:
+            check_zoom(zoom, backend.minzoom, backend.maxzoom)
 
 
 # ---------------------------------------------------------------------------- endpoint
@@ -153,6 +168,27 @@ class EndpointRenderer:
                 delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
                 time.sleep(random.uniform(0, delay))
         raise AssertionError("unreachable")
+
+    def check(self, zoom: int) -> None:
+        """Fail early, with a clear message, when the mosaic is unknown or lacks the zoom."""
+        import httpx
+
+        from lambda_handler.export.plan import ExportError
+
+        url = f"{self.endpoint.rstrip('/')}/mosaics/{quote(self.mosaic_id, safe='')}"
+        headers = {"Accept": "application/json"}
+        if self.sign:
+            headers = self.sign("GET", url, headers)
+        try:
+            response = self._client.get(url, headers=headers)
+        except httpx.HTTPError as err:
+            raise ExportError(f"cannot reach {url}: {err}") from err
+        if response.status_code == 404:
+            raise ExportError(f"mosaic {self.mosaic_id!r} not found at {self.endpoint}")
+        if response.status_code != 200:
+            raise ExportError(f"{url} answered HTTP {response.status_code}: {response.text[:300]}")
+        metadata = response.json()
+        check_zoom(zoom, metadata.get("minzoom"), metadata.get("maxzoom"))
 
     def close(self) -> None:
         """Close the HTTP client."""

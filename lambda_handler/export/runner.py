@@ -114,6 +114,8 @@ def export_mosaic(
     seed: int | None = None,
     on_request: Callable[[], None] | None = None,
     allow_partial: bool = False,
+    request_timeout: float = 60.0,
+    backoff_base: float = 0.5,
 ) -> ExportReport:
     """Export an area of a mosaic as one COG.
 
@@ -137,12 +139,6 @@ def export_mosaic(
     output = Path(output)
     if not output.parent.exists():
         raise ExportError(f"output directory does not exist: {output.parent}")
-    store = TileStore(output.with_name(output.name + ".tiles"), plan)
-    done = store.done()
-    todo = [tile for tile in plan.tiles if tile not in done]
-    random.Random(seed).shuffle(todo)  # spread load over the mosaic, as the notebook does
-    report = ExportReport(output=output, tiles=len(plan.tiles), reused=len(done))
-
     if uri is not None:
         renderer: LocalRenderer | EndpointRenderer = LocalRenderer(
             uri=uri, options=options, workers=concurrency or os.cpu_count() or 1
@@ -156,7 +152,21 @@ def export_mosaic(
             max_attempts=max_attempts,
             sign=sign,
             on_request=on_request,
+            timeout=request_timeout,
+            backoff_base=backoff_base,
         )
+    try:
+        renderer.check(zoom)
+    except BaseException:
+        if isinstance(renderer, EndpointRenderer):
+            renderer.close()
+        raise
+    # Only once the source answers: a failed check must not leave a tile store behind.
+    store = TileStore(output.with_name(output.name + ".tiles"), plan)
+    done = store.done()
+    todo = [tile for tile in plan.tiles if tile not in done]
+    random.Random(seed).shuffle(todo)  # spread load over the mosaic, as the notebook does
+    report = ExportReport(output=output, tiles=len(plan.tiles), reused=len(done))
     progress = progress or ProgressSink()
     started = time.perf_counter()
     if todo:

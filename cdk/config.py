@@ -1,0 +1,101 @@
+"""`MosaicTilerProps` from CDK context (`cdk.json`, `-c key=value`) and environment variables.
+
+Every option is one flat key; an environment variable `MOSAIC_CDK_<KEY>` (upper case) wins over
+the context, which wins over the defaults of the props dataclasses. Values given on the command
+line arrive as strings and are converted here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cdk.stack import BatchProps, FunctionProps, MosaicTilerProps, TableProps
+
+ENV_PREFIX = "MOSAIC_CDK_"
+
+
+def _optional_int(value: Any) -> int | None:
+    if value is None or str(value).strip().lower() in {"", "none", "null"}:
+        return None
+    return int(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def _str_list(value: Any) -> list[str]:
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    text = str(value).strip()
+    if text.startswith("["):
+        return [str(v) for v in json.loads(text)]
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+# key: (converter, where it goes: attribute path in MosaicTilerProps)
+OPTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "table_name": (_optional_str, "table.table_name"),
+    "removal_policy": (str, "table.removal_policy"),
+    "point_in_time_recovery": (_bool, "table.point_in_time_recovery"),
+    "architecture": (str, "architecture"),
+    "log_retention_days": (int, "log_retention_days"),
+    "data_buckets": (_str_list, "data_buckets"),
+    "cors_origins": (_str_list, "cors_origins"),
+    "tiler_memory_size": (int, "tiler.memory_size"),
+    "tiler_timeout": (int, "tiler.timeout_seconds"),
+    "tiler_reserved_concurrency": (_optional_int, "tiler.reserved_concurrency"),
+    "writer_memory_size": (int, "writer.memory_size"),
+    "writer_timeout": (int, "writer.timeout_seconds"),
+    "batch_memory_size": (int, "batch.function.memory_size"),
+    "batch_timeout": (int, "batch.function.timeout_seconds"),
+    "batch_reserved_concurrency": (_optional_int, "batch.function.reserved_concurrency"),
+    "batch_url_auth": (lambda v: str(v).upper(), "batch.url_auth"),
+    "batch_max_tile_size": (int, "batch.max_tile_size"),
+    "exports_expiry_days": (int, "batch.exports_expiry_days"),
+    "presigned_url_seconds": (int, "batch.presigned_url_seconds"),
+}
+
+
+def props_from_context(
+    context: Callable[[str], Any], environ: Mapping[str, str] | None = None
+) -> MosaicTilerProps:
+    """Props from `context(key)` (e.g. `app.node.try_get_context`) and `environ`."""
+    environ = os.environ if environ is None else environ
+    table, tiler, writer = TableProps(), FunctionProps(), FunctionProps(memory_size=1024)
+    batch = BatchProps()
+    values: dict[str, Any] = {"table": table, "tiler": tiler, "writer": writer, "batch": batch}
+    top: dict[str, Any] = {}
+    for key, (convert, path) in OPTIONS.items():
+        raw = environ.get(ENV_PREFIX + key.upper())
+        if raw is None:
+            raw = context(key)
+        if raw is None:
+            continue
+        try:
+            value = convert(raw)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"option {key!r}: {raw!r} is invalid ({err})") from err
+        *parents, attribute = path.split(".")
+        if not parents:
+            top[attribute] = value
+            continue
+        target = values[parents[0]]
+        for name in parents[1:]:
+            target = getattr(target, name)
+        setattr(target, attribute, value)
+    return MosaicTilerProps(table=table, tiler=tiler, writer=writer, batch=batch, **top)

@@ -1,0 +1,342 @@
+"""Lambda entry points: `handler` (HTTP API / REST API) and `batch_handler` (Function URL).
+
+Both run the FastAPI app through mangum. Module import is stdlib only: the app (and rasterio
+behind it) is built by the first invoke, or during Lambda's init phase for the entry point named
+by `_HANDLER` when running in Lambda, so the GDAL defaults of `LambdaSettings` are in the
+environment before rasterio is imported, and a process never builds the app it does not serve.
+
+The event loop: mangum 0.22 runs each request on `asyncio.get_event_loop()`. On Python 3.12+
+that call fails or warns when no loop is set, and anything that used `asyncio.run` in between
+leaves no loop set. `LambdaAdapter` owns one loop and sets it before every invoke, so one loop
+serves every warm invoke on 3.11-3.13.
+
+Responses: Lambda refuses a response payload over 6 MB. The API function answers 413 instead
+(pointing at the batch URL); the batch function stores the body in the exports bucket and answers
+303 with a presigned, expiring URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+import logging
+import mimetypes
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lambda_handler.settings import ApiSettings, LambdaSettings
+
+logger = logging.getLogger(__name__)
+
+LambdaEvent = dict[str, Any]
+LambdaResponse = dict[str, Any]
+_environment_applied = False
+_environment_lock = threading.Lock()
+
+
+def in_lambda() -> bool:
+    """Whether this process runs in AWS Lambda (or is made to look like it)."""
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def _proj_data_dir() -> str | None:
+    """The PROJ database shipped in the asset (the bundler keeps only the newer of rasterio's
+    and pyproj's); found without importing either package."""
+    import importlib.util
+
+    for package, parts in (("rasterio", ("proj_data",)), ("pyproj", ("proj_dir", "share", "proj"))):
+        spec = importlib.util.find_spec(package)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            candidate = os.path.join(location, *parts)
+            if os.path.isfile(os.path.join(candidate, "proj.db")):
+                return candidate
+    return None
+
+
+def apply_environment(
+    settings: LambdaSettings, batch: bool = False, environ: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Put the Lambda GDAL/PROJ defaults into `environ` (default: `os.environ`) without
+    overriding what is already set; returns what was added."""
+    environ = os.environ if environ is None else environ
+    wanted = settings.gdal_environment(batch=batch)
+    if "PROJ_DATA" not in wanted and "PROJ_DATA" not in environ and "PROJ_LIB" not in environ:
+        proj = _proj_data_dir()
+        if proj:
+            wanted["PROJ_DATA"] = proj
+    if batch:
+        wanted["MOSAIC_READ_HTTP_TIMEOUT"] = str(settings.batch_read_http_timeout)
+    added = {key: value for key, value in wanted.items() if key not in environ}
+    environ.update(added)
+    return added
+
+
+def _prepare_process(batch: bool) -> None:
+    """Once per process, in Lambda: apply the environment defaults before the app imports GDAL."""
+    global _environment_applied
+    with _environment_lock:
+        if _environment_applied or not in_lambda():
+            return
+        from lambda_handler.settings import LambdaSettings
+
+        apply_environment(LambdaSettings(), batch=batch)
+        _environment_applied = True
+
+
+class LambdaAdapter:
+    """Calls an ASGI app for Lambda events through mangum, on one event loop kept across invokes.
+
+    `app_factory` is called once, by the first invoke (or `warm_up`).
+    """
+
+    def __init__(self, app_factory: Callable[[], Any]) -> None:
+        self._factory = app_factory
+        self._mangum: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop invokes run on (created on first use, replaced only if closed)."""
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    def warm_up(self) -> None:
+        """Build the app and the mangum adapter now (Lambda's init phase)."""
+        if self._mangum is None:
+            with self._lock:
+                if self._mangum is None:
+                    from mangum import Mangum
+
+                    app = self._factory()
+                    asyncio.set_event_loop(self.loop)
+                    # lifespan off: the app has no startup work, and mangum would run a full
+                    # startup/shutdown cycle on every invoke.
+                    self._mangum = Mangum(app, lifespan="off")
+
+    def __call__(self, event: LambdaEvent, context: Any = None) -> LambdaResponse:
+        """Answer one Lambda event."""
+        self.warm_up()
+        asyncio.set_event_loop(self.loop)
+        return self._mangum(event, context)
+
+
+# ---------------------------------------------------------------------------- response size
+def response_size(response: LambdaResponse) -> int:
+    """Bytes of the response payload as Lambda serializes it."""
+    return len(json.dumps(response, separators=(",", ":")).encode())
+
+
+def _header(response: LambdaResponse, name: str) -> str | None:
+    for key, value in (response.get("headers") or {}).items():
+        if key.lower() == name:
+            return value
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        if key.lower() == name and values:
+            return values[0]
+    return None
+
+
+def response_body(response: LambdaResponse) -> bytes:
+    """The body bytes of a mangum response (base64 decoded when flagged)."""
+    body = response.get("body") or ""
+    if response.get("isBase64Encoded"):
+        return base64.b64decode(body)
+    return body.encode() if isinstance(body, str) else body
+
+
+def _json_answer(status: int, content: dict[str, Any], **headers: str) -> LambdaResponse:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", "cache-control": "no-store", **headers},
+        "body": json.dumps(content),
+        "isBase64Encoded": False,
+    }
+
+
+def too_large_answer(size: int, limit: int) -> LambdaResponse:
+    """413 for the API function: the client should use the batch endpoint."""
+    return _json_answer(
+        413,
+        {
+            "detail": f"the response is {size:,} bytes, over Lambda's limit of {limit:,} bytes: "
+            "ask for a smaller area or tile, or use the batch endpoint (its large responses "
+            "are answered with a redirect to a download)"
+        },
+    )
+
+
+_EXTENSIONS = {
+    "image/tiff": ".tif",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "application/x-binary": ".npy",
+    "application/json": ".json",
+}
+
+
+@functools.lru_cache(maxsize=4)
+def _exports_client(endpoint: str | None) -> Any:
+    """S3 client of the exports bucket (one per endpoint), signing presigned URLs with SigV4
+    (SigV2 URLs are refused by newer regions and KMS-encrypted objects)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, config=Config(signature_version="s3v4")
+    )
+
+
+def export_response(
+    response: LambdaResponse, settings: LambdaSettings, size: int
+) -> LambdaResponse:
+    """Store a too-large response body in the exports bucket; 303 to a presigned URL."""
+    if not settings.exports_bucket:
+        return _json_answer(
+            500,
+            {
+                "detail": f"the response is {size:,} bytes, over Lambda's limit of "
+                f"{settings.response_limit_bytes:,} bytes, and no exports bucket is configured "
+                "(MOSAIC_LAMBDA_EXPORTS_BUCKET)"
+            },
+        )
+    body = response_body(response)
+    content_type = _header(response, "content-type") or "application/octet-stream"
+    media_type = content_type.split(";")[0].strip()
+    extension = _EXTENSIONS.get(media_type) or mimetypes.guess_extension(media_type) or ""
+    key = f"{settings.exports_prefix}{uuid.uuid4().hex}{extension}"
+    put: dict[str, Any] = {"ContentType": content_type}
+    encoding = _header(response, "content-encoding")
+    if encoding:
+        put["ContentEncoding"] = encoding
+    client = _exports_client(
+        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    client.put_object(Bucket=settings.exports_bucket, Key=key, Body=body, **put)
+    url = client.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": settings.exports_bucket, "Key": key},
+        ExpiresIn=settings.presigned_url_seconds,
+    )
+    logger.info("exported a %d-byte response to s3://%s/%s", size, settings.exports_bucket, key)
+    return _json_answer(
+        303,
+        {
+            "location": url,
+            "expires_in": settings.presigned_url_seconds,
+            "size": len(body),
+            "content_type": content_type,
+        },
+        location=url,
+    )
+
+
+# ---------------------------------------------------------------------------- the two functions
+class ApiFunction:
+    """The API function: the app for `ApiSettings`, oversized responses refused with 413."""
+
+    batch = False
+
+    def __init__(
+        self,
+        api_settings: ApiSettings | None = None,
+        lambda_settings: LambdaSettings | None = None,
+    ) -> None:
+        self._api_settings = api_settings
+        self._lambda_settings = lambda_settings
+        self.adapter = LambdaAdapter(self._build_app)
+
+    @property
+    def lambda_settings(self) -> LambdaSettings:
+        """The Lambda settings (from the environment unless given)."""
+        if self._lambda_settings is None:
+            from lambda_handler.settings import LambdaSettings
+
+            self._lambda_settings = LambdaSettings()
+        return self._lambda_settings
+
+    def api_settings(self) -> ApiSettings:
+        """The app's settings (from the environment unless given)."""
+        if self._api_settings is None:
+            from lambda_handler.settings import ApiSettings
+
+            self._api_settings = ApiSettings()
+        return self._api_settings
+
+    def _build_app(self) -> Any:
+        _prepare_process(self.batch)
+        from lambda_handler.app import create_app
+
+        return create_app(self.api_settings())
+
+    def warm_up(self) -> None:
+        """Build the app now."""
+        self.adapter.warm_up()
+
+    def __call__(self, event: LambdaEvent, context: Any = None) -> LambdaResponse:
+        """Answer one event (HTTP API v2, REST API v1 or Function URL)."""
+        response = self.adapter(event, context)
+        size = response_size(response)
+        limit = self.lambda_settings.response_limit_bytes
+        if size > limit:
+            return self.oversized(response, size)
+        return response
+
+    def oversized(self, response: LambdaResponse, size: int) -> LambdaResponse:
+        """What to answer instead of a response Lambda would refuse."""
+        return too_large_answer(size, self.lambda_settings.response_limit_bytes)
+
+
+class BatchFunction(ApiFunction):
+    """The batch function: larger tiles, longer timeouts, large responses through S3."""
+
+    batch = True
+
+    def api_settings(self) -> ApiSettings:
+        """ApiSettings from the environment with the batch limits on top."""
+        if self._api_settings is None:
+            from lambda_handler.settings import ApiSettings
+
+            self._api_settings = ApiSettings(max_tile_size=self.lambda_settings.batch_max_tile_size)
+        return self._api_settings
+
+    def oversized(self, response: LambdaResponse, size: int) -> LambdaResponse:
+        """Export the body and redirect to it."""
+        return export_response(response, self.lambda_settings, size)
+
+
+_api_function = ApiFunction()
+_batch_function = BatchFunction()
+
+
+def handler(event: LambdaEvent, context: Any = None) -> LambdaResponse:
+    """Lambda entry point of the API function (API Gateway HTTP API v2 / REST API v1 events)."""
+    return _api_function(event, context)
+
+
+def batch_handler(event: LambdaEvent, context: Any = None) -> LambdaResponse:
+    """Lambda entry point of the batch function (Function URL events)."""
+    return _batch_function(event, context)
+
+
+def _warm_up_in_lambda() -> None:
+    """Build the app of the configured entry point during the init phase (it has more CPU
+    than an invoke and is not billed on the first request's latency)."""
+    if not in_lambda():
+        return
+    entry = os.environ.get("_HANDLER", "")
+    if entry.endswith(".batch_handler"):
+        _batch_function.warm_up()
+    elif entry.endswith(".handler"):
+        _api_function.warm_up()
+
+
+_warm_up_in_lambda()

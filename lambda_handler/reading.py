@@ -1,0 +1,230 @@
+"""Reading tiles and points of a mosaic for the HTTP API.
+
+Three things beyond rio-tiler's `BaseBackend.tile`:
+- errors name the asset that could not be read (`AssetReadError`, answered as 424);
+- candidates whose extent is known not to touch the tile are skipped before any GDAL open
+  (extents are remembered per process the first time an asset is opened; an asset whose
+  envelope misses the tile has no data in it, so the output is unchanged);
+- the time spent searching, filtering and reading is returned for `Server-Timing`.
+"""
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attr
+import numpy
+from cachetools import TTLCache
+from morecantile import Tile, TileMatrixSet
+from rasterio.crs import CRS
+from rasterio.errors import CRSError, RasterioError
+from rasterio.warp import transform_bounds
+from rio_tiler.errors import EmptyMosaicError, NoAssetFoundError, TileOutsideBounds
+from rio_tiler.io import Reader
+from rio_tiler.models import ImageData
+from rio_tiler.mosaic.methods.base import MosaicMethodBase
+from rio_tiler.mosaic.reader import mosaic_reader
+from rio_tiler.utils import inherit_rasterio_env
+
+from lambda_handler.backends.base import MosaicJSONBackend
+from lambda_handler.errors import MosaicError
+
+try:  # GDAL errors raised outside rasterio's own hierarchy
+    from rasterio._err import CPLE_BaseError
+except ImportError:  # pragma: no cover - rasterio always ships it
+    CPLE_BaseError = RasterioError
+
+# What GDAL raises when a dataset is missing, unreadable or corrupt.
+GDAL_ERRORS: tuple[type[BaseException], ...] = (RasterioError, CPLE_BaseError)
+
+
+# Mosaics whose assets are STAC items (read with a STAC reader and `assets=`).
+STAC_ASSET_TYPES = {"stac", "stac-item", "stac_item"}
+
+
+def stac_reader() -> type:
+    """The reader of STAC-item assets (the searched-items one when the STAC module is there)."""
+    try:
+        from lambda_handler.stac_reader import SearchedItemReader
+    except ImportError:
+        from rio_tiler.io import STACReader
+
+        return STACReader
+    return SearchedItemReader
+
+
+class AssetReadError(MosaicError):
+    """An asset of the mosaic could not be opened or read."""
+
+    def __init__(self, asset: str, reason: Any):
+        self.asset = asset
+        super().__init__(f"could not read asset {asset}: {reason}")
+
+
+class AssetExtents:
+    """Extent (CRS and bounds) of each asset opened by this process, kept for a while, and its
+    envelope per TMS."""
+
+    def __init__(self, maxsize: int = 100_000, ttl: float = 3600.0):
+        self._lock = threading.Lock()
+        self._extents: TTLCache = TTLCache(maxsize=maxsize, ttl=ttl)
+        self._envelopes: TTLCache = TTLCache(maxsize=maxsize, ttl=ttl)
+
+    def remember(self, asset: str, crs: CRS, bounds: Sequence[float]) -> None:
+        """Record the extent of an asset just opened."""
+        with self._lock:
+            if self._extents.get(asset) != (crs, tuple(bounds)):
+                self._extents[asset] = (crs, tuple(bounds))
+                for key in [k for k in self._envelopes if k[0] == asset]:
+                    self._envelopes.pop(key, None)
+
+    def get(self, asset: str) -> tuple[CRS, tuple[float, ...]] | None:
+        """The recorded extent of `asset`, or None."""
+        with self._lock:
+            return self._extents.get(asset)
+
+    def envelope(self, asset: str, tms: TileMatrixSet) -> tuple | None:
+        """The asset's bounds in the TMS's CRS, or None if unknown."""
+        key = (asset, tms.id, tms.rasterio_crs.to_wkt() if not tms.id else "")
+        with self._lock:
+            if key in self._envelopes:
+                return self._envelopes[key]
+            extent = self._extents.get(asset)
+        if extent is None:
+            return None
+        envelope = _envelope_in(tms, *extent)
+        with self._lock:
+            self._envelopes[key] = envelope
+        return envelope
+
+    def clear(self) -> None:
+        """Forget every extent."""
+        with self._lock:
+            self._extents.clear()
+            self._envelopes.clear()
+
+
+asset_extents = AssetExtents()
+
+
+@attr.s
+class AssetReader(Reader):
+    """rio-tiler's Reader whose failures name the asset and which records the asset's extent."""
+
+    def __attrs_post_init__(self) -> None:
+        """Open the dataset; a GDAL failure becomes AssetReadError naming it."""
+        try:
+            super().__attrs_post_init__()
+        except GDAL_ERRORS as err:
+            raise AssetReadError(str(self.input), err) from err
+        if self.crs is not None:
+            asset_extents.remember(str(self.input), self.crs, self.bounds)
+
+    def tile(self, *args: Any, **kwargs: Any) -> ImageData:
+        """Read a tile; a GDAL failure becomes AssetReadError naming the asset."""
+        try:
+            return super().tile(*args, **kwargs)
+        except GDAL_ERRORS as err:
+            raise AssetReadError(str(self.input), err) from err
+
+    def point(self, *args: Any, **kwargs: Any) -> Any:
+        """Read a point; a GDAL failure becomes AssetReadError naming the asset."""
+        try:
+            return super().point(*args, **kwargs)
+        except GDAL_ERRORS as err:
+            raise AssetReadError(str(self.input), err) from err
+
+
+def _envelope_in(tms: TileMatrixSet, crs: CRS, bounds: tuple[float, ...]) -> tuple | None:
+    """Bounds of an asset in the TMS's CRS (densified edges), or None when they cannot be known."""
+    if crs == tms.rasterio_crs:
+        return tuple(bounds)
+    try:
+        envelope = transform_bounds(crs, tms.rasterio_crs, *bounds, densify_pts=21)
+    except (CRSError, *GDAL_ERRORS):
+        return None
+    # Non-finite values, or west > east (crossing the antimeridian): unknown, keep the asset.
+    if not all(numpy.isfinite(envelope)) or envelope[0] > envelope[2]:
+        return None
+    return tuple(envelope)
+
+
+def filter_by_extent(assets: list[str], tms: TileMatrixSet, x: int, y: int, z: int) -> list[str]:
+    """Drop the assets whose remembered extent does not touch tile (x, y, z).
+
+    The asset's envelope in the TMS's CRS is computed once per asset and TMS, so a tile costs a
+    few comparisons per candidate. Dropping only assets whose envelope misses the tile leaves
+    every pixel unchanged: such an asset has no data in the tile. Assets never opened by this
+    process are kept: their reader decides, as usual.
+    """
+    west, south, east, north = tms.xy_bounds(Tile(x=x, y=y, z=z))
+    kept = []
+    for asset in assets:
+        envelope = asset_extents.envelope(asset, tms)
+        if envelope is None or (
+            west < envelope[2]
+            and east > envelope[0]
+            and south < envelope[3]
+            and north > envelope[1]
+        ):
+            kept.append(asset)
+    return kept
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)
+
+
+def read_tile(
+    backend: MosaicJSONBackend,
+    x: int,
+    y: int,
+    z: int,
+    pixel_selection: type[MosaicMethodBase],
+    threads: int,
+    **kwargs: Any,
+) -> tuple[ImageData, list[str], list[tuple[str, float]]]:
+    """Tile (x, y, z) of the backend's TMS: (image, assets used, timings in ms).
+
+    Raises NoAssetFoundError when no asset covers the tile (also when every candidate turns out
+    to lie outside it), AssetReadError when an asset cannot be read.
+    """
+    timings: list[tuple[str, float]] = []
+    start = time.perf_counter()
+    assets = backend.assets_for_tile(x, y, z)
+    timings.append(("search", _ms(start)))
+    if not assets:
+        raise NoAssetFoundError(f"no asset found for tile {z}-{x}-{y}")
+
+    start = time.perf_counter()
+    candidates = filter_by_extent(assets, backend.tms, x, y, z)
+    timings.append(("filter", _ms(start)))
+    if not candidates:
+        raise NoAssetFoundError(f"no asset intersects tile {z}-{x}-{y}")
+
+    tms, options, reader = backend.tms, backend.reader_options, backend.reader
+
+    @inherit_rasterio_env
+    def _reader(asset: str, x: int, y: int, z: int, **kw: Any) -> ImageData:
+        with reader(asset, tms=tms, **options) as src:
+            return src.tile(x, y, z, **kw)
+
+    start = time.perf_counter()
+    try:
+        image, used = mosaic_reader(
+            candidates,
+            _reader,
+            x,
+            y,
+            z,
+            pixel_selection=pixel_selection,
+            # One candidate needs no thread pool; more threads than candidates are idle.
+            threads=min(threads, len(candidates)) if len(candidates) > 1 else 0,
+            allowed_exceptions=(TileOutsideBounds,),
+            **kwargs,
+        )
+    except EmptyMosaicError as err:
+        raise NoAssetFoundError(f"no data in tile {z}-{x}-{y}") from err
+    timings.append(("read", _ms(start)))
+    return image, [str(a) for a in used], timings

@@ -1,0 +1,116 @@
+"""Encoding tiles as images: formats, rescaling, colormaps, masks."""
+
+import warnings
+from enum import StrEnum
+from typing import Any
+
+import numpy
+from rasterio.errors import RasterioError
+from rio_tiler.errors import InvalidDatatypeWarning, RioTilerError
+from rio_tiler.models import ImageData
+
+from lambda_handler.errors import MosaicError
+
+
+class RenderError(MosaicError, ValueError):
+    """The image cannot be encoded as asked (answered as 422 naming the parameter)."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(message)
+
+
+class ImageFormat(StrEnum):
+    """Output formats of tiles."""
+
+    png = "png"
+    jpeg = "jpeg"
+    jpg = "jpg"
+    webp = "webp"
+    tif = "tif"
+    npy = "npy"
+
+    @property
+    def driver(self) -> str:
+        """GDAL driver (or rio-tiler pseudo-driver) writing this format."""
+        return _DRIVERS[self.value]
+
+    @property
+    def media_type(self) -> str:
+        """MIME type of the format."""
+        return _MEDIA_TYPES[self.value]
+
+
+_DRIVERS = {
+    "png": "PNG",
+    "jpeg": "JPEG",
+    "jpg": "JPEG",
+    "webp": "WEBP",
+    "tif": "GTIFF",
+    "npy": "NPY",
+}
+_MEDIA_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+    "tif": "image/tiff; application=geotiff",
+    "npy": "application/x-binary",
+}
+# Formats able to carry a mask: the default format is png when a tile has holes, else jpeg
+# (titiler's rule: the smallest format that does not lose the mask).
+_GDAL_OPTIONS: dict[str, dict[str, Any]] = {
+    "PNG": {"zlevel": 6},
+    "JPEG": {"quality": 85},
+    "WEBP": {"quality": 85},
+    "GTIFF": {"compress": "deflate"},
+}
+
+
+def default_format(image: ImageData) -> ImageFormat:
+    """png when the tile has masked pixels, jpeg otherwise."""
+    return ImageFormat.png if numpy.ma.getmaskarray(image.array).any() else ImageFormat.jpeg
+
+
+def render_image(
+    image: ImageData,
+    output_format: ImageFormat | None = None,
+    rescale: list[tuple[float, float]] | None = None,
+    colormap: Any = None,
+    return_mask: bool = True,
+) -> tuple[bytes, str]:
+    """Encode `image`: (body, media type). Raises RenderError naming the faulty parameter."""
+    fmt = output_format or default_format(image)
+    if rescale:
+        if len(rescale) not in (1, image.count):
+            raise RenderError(
+                "rescale",
+                f"rescale has {len(rescale)} ranges for {image.count} band(s): give one "
+                "'min,max' range, or one per band",
+            )
+        image.rescale(in_range=rescale)
+    if colormap is not None and image.count != 1:
+        raise RenderError(
+            "colormap",
+            f"a colormap applies to 1-band images, this one has {image.count} bands: "
+            "select one band with bidx or expression",
+        )
+    if fmt.driver in ("JPEG", "WEBP", "PNG") and image.count > 4:
+        raise RenderError(
+            "format",
+            f"{fmt.value} holds at most 4 bands, this image has {image.count}: "
+            "select bands with bidx or expression",
+        )
+    try:
+        with warnings.catch_warnings():
+            # rio-tiler rescales data the format cannot hold and says so: that is expected here.
+            warnings.simplefilter("ignore", InvalidDatatypeWarning)
+            body = image.render(
+                add_mask=return_mask,
+                img_format=fmt.driver,
+                colormap=colormap,
+                **_GDAL_OPTIONS.get(fmt.driver, {}),
+            )
+    except (RioTilerError, RasterioError, ValueError, TypeError) as err:
+        raise RenderError("format", f"cannot encode the tile as {fmt.value}: {err}") from err
+    return body, fmt.media_type

@@ -1,0 +1,1 @@
+"""HTTP routes of the API (thin: they delegate to the library)."""

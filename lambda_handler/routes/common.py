@@ -1,0 +1,161 @@
+"""Helpers shared by the routes: mosaic URIs, opening backends, zooms, ETags, headers."""
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Annotated
+
+import pyproj
+from fastapi import Depends, Path, Query, Request
+from morecantile import Tile, TileMatrixSet
+from morecantile.utils import meters_per_unit
+from rasterio.warp import transform_bounds
+from rio_tiler.constants import WEB_MERCATOR_TMS
+from starlette.responses import Response
+
+from lambda_handler.api_errors import ApiError, OutsideMosaicError
+from lambda_handler.backends import MosaicBackend, MosaicJSONBackend, validate_mosaic_name
+from lambda_handler.reading import GDAL_ERRORS, STAC_ASSET_TYPES, AssetReader, stac_reader
+from lambda_handler.routes.dependencies import get_settings
+from lambda_handler.settings import ApiSettings
+
+
+def uri_for_id(mosaic_id: str, settings: ApiSettings) -> str:
+    """Backend URI of a mosaic id (validated: 422 for unsafe names)."""
+    validate_mosaic_name(mosaic_id)
+    return settings.mosaic_uri_template.replace("{mosaic_id}", mosaic_id)
+
+
+def mosaic_id_uri(
+    mosaic_id: Annotated[str, Path(description="Mosaic id: letters, digits, '-', '_', '.'.")],
+    settings: Annotated[ApiSettings, Depends(get_settings)],
+) -> str:
+    """Dependency: the backend URI of the `{mosaic_id}` path parameter."""
+    return uri_for_id(mosaic_id, settings)
+
+
+def mosaic_url_uri(
+    url: Annotated[str, Query(description="Backend URI of the mosaic (allow-listed prefixes).")],
+    settings: Annotated[ApiSettings, Depends(get_settings)],
+) -> str:
+    """Dependency: the `?url=` backend URI, if the settings' allow-list accepts it."""
+    if not settings.allowed_url_prefixes:
+        raise ApiError(403, "the ?url= form is disabled (MOSAIC_API_ALLOWED_URL_PREFIXES)")
+    # '..' could walk out of an allowed directory or bucket prefix.
+    parts = url.replace("\\", "/").split("/")
+    if ".." in parts or "\x00" in url:
+        raise ApiError(422, f"url: '..' is not allowed in {url!r}", field="url")
+    if not any(url.startswith(prefix) for prefix in settings.allowed_url_prefixes):
+        raise ApiError(403, f"url {url!r} is not in the allowed prefixes")
+    return url
+
+
+@contextmanager
+def open_backend(uri: str, tms: TileMatrixSet | None = None) -> Iterator[MosaicJSONBackend]:
+    """Open the mosaic at `uri` for requests in `tms`, with zooms translated to that TMS."""
+    tms = tms or WEB_MERCATOR_TMS
+    backend = MosaicBackend(uri, tms=tms, reader=AssetReader)
+    try:
+        mosaic = backend.mosaic_def
+        if (mosaic.asset_type or "").lower() in STAC_ASSET_TYPES:
+            backend.reader = stac_reader()
+        backend.minzoom, backend.maxzoom = zoom_range(
+            mosaic.tms, mosaic.minzoom, mosaic.maxzoom, tms
+        )
+        yield backend
+    finally:
+        backend.close()
+
+
+@lru_cache(maxsize=64)
+def _units(crs_wkt: str) -> float:
+    return meters_per_unit(pyproj.CRS.from_user_input(crs_wkt))
+
+
+def _equivalent_zoom(source: TileMatrixSet, zoom: int, target: TileMatrixSet, upper: bool) -> int:
+    resolution_m = source.matrix(zoom).cellSize * _units(source.rasterio_crs.to_wkt())
+    return target.zoom_for_res(
+        resolution_m / _units(target.rasterio_crs.to_wkt()),
+        zoom_level_strategy="upper" if upper else "lower",
+    )
+
+
+def zoom_range(
+    mosaic_tms: TileMatrixSet, minzoom: int, maxzoom: int, tms: TileMatrixSet
+) -> tuple[int, int]:
+    """Zooms of `tms` matching the mosaic's zooms (by resolution); the same in the same TMS."""
+    if mosaic_tms.id == tms.id and mosaic_tms == tms:
+        return minzoom, maxzoom
+    try:
+        low = _equivalent_zoom(mosaic_tms, minzoom, tms, upper=False)
+        high = _equivalent_zoom(mosaic_tms, maxzoom, tms, upper=True)
+    except (ValueError, pyproj.exceptions.ProjError):
+        return tms.minzoom, tms.maxzoom
+    return min(low, high), max(low, high)
+
+
+def check_tile(backend: MosaicJSONBackend, x: int, y: int, z: int) -> None:
+    """404 unless (x, y, z) is a tile of the TMS, within the zooms and touching the mosaic."""
+    if not backend.minzoom <= z <= backend.maxzoom:
+        raise OutsideMosaicError(
+            f"zoom {z} is outside the mosaic's zooms ({backend.minzoom}-{backend.maxzoom}) "
+            f"in {backend.tms.id}"
+        )
+    if not backend.tile_in_range(x, y, z):
+        raise OutsideMosaicError(f"tile {z}/{x}/{y} does not exist in {backend.tms.id}")
+    tms = backend.tms
+    try:
+        west, south, east, north = tms.bounds(Tile(x=x, y=y, z=z))
+        if tms.rasterio_geographic_crs != backend.crs:
+            west, south, east, north = transform_bounds(
+                tms.rasterio_geographic_crs, backend.crs, west, south, east, north
+            )
+    except (ValueError, *GDAL_ERRORS):
+        return  # cannot tell here: the readers decide
+    mw, ms, me, mn = backend.bounds
+    if not (west < me and east > mw and south < mn and north > ms):
+        raise OutsideMosaicError(f"tile {z}/{x}/{y} is outside the mosaic bounds")
+
+
+def check_point(backend: MosaicJSONBackend, lon: float, lat: float) -> None:
+    """404 unless the point (in the mosaic's geographic CRS) lies within the mosaic bounds."""
+    mw, ms, me, mn = backend.bounds
+    if not (mw <= lon <= me and ms <= lat <= mn):
+        raise OutsideMosaicError(f"point ({lon}, {lat}) is outside the mosaic bounds")
+
+
+def make_etag(uri: str, version: str, request: Request) -> str:
+    """ETag of a response: the mosaic, its version and the request (path and query)."""
+    query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
+    digest = hashlib.sha1(
+        f"{uri}\n{version}\n{request.url.path}\n{query}".encode(), usedforsecurity=False
+    ).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def not_modified(request: Request, etag: str) -> Response | None:
+    """A 304 answer when the client already holds `etag`, else None."""
+    header = request.headers.get("if-none-match")
+    if header and (header.strip() == "*" or etag in [t.strip() for t in header.split(",")]):
+        return Response(status_code=304, headers={"ETag": etag})
+    return None
+
+
+def server_timing(timings: list[tuple[str, float]]) -> str:
+    """`Server-Timing` header value."""
+    return ", ".join(f"{name};dur={value:.2f}" for name, value in timings)
+
+
+def forwarded_query(request: Request, drop: set[str]) -> str:
+    """The request's query string without `drop` (for URLs pointing back at the API)."""
+    from urllib.parse import urlencode
+
+    items = [(k, v) for k, v in request.query_params.multi_items() if k not in drop]
+    return urlencode(items)
+
+
+def package_dir(name: str) -> str:
+    """A folder of the package (static files, templates)."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), name)

@@ -1,0 +1,262 @@
+"""Query parameters of the API as small dataclasses (titiler's names and meanings).
+
+Each dataclass is a FastAPI dependency: its fields are query parameters, validation problems
+answer 422 naming the parameter.
+"""
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import morecantile
+from fastapi import Query, Request
+from rasterio.crs import CRS
+from rio_tiler.colormap import cmap, parse_color
+from rio_tiler.mosaic.methods import PixelSelectionMethod
+from rio_tiler.mosaic.methods.base import MosaicMethodBase
+from rio_tiler.types import RIOResampling, WarpResampling
+
+from lambda_handler.api_errors import ApiError
+from lambda_handler.rendering import ImageFormat
+from lambda_handler.settings import ApiSettings
+
+TileMatrixSetId = Literal[tuple(morecantile.tms.list())]  # type: ignore[valid-type]
+PixelSelectionName = Literal[tuple(m.name for m in PixelSelectionMethod)]  # type: ignore[valid-type]
+ColorMapName = Literal[tuple(sorted(cmap.list()))]  # type: ignore[valid-type]
+
+
+def invalid(field_name: str, message: str) -> ApiError:
+    """A 422 naming a query parameter."""
+    return ApiError(422, f"{field_name}: {message}", field=field_name)
+
+
+def get_settings(request: Request) -> ApiSettings:
+    """The settings the app was created with."""
+    return request.app.state.settings
+
+
+def get_tms(tms_id: str) -> morecantile.TileMatrixSet:
+    """The TileMatrixSet named `tms_id` (validated by the Literal type already)."""
+    return morecantile.tms.get(tms_id)
+
+
+def parse_crs(value: str | None, field_name: str = "coord_crs") -> CRS | None:
+    """A CRS from user input, or 422 naming the parameter."""
+    if value is None:
+        return None
+    try:
+        return CRS.from_user_input(value)
+    except Exception as err:  # rasterio raises CRSError, but odd input can raise others
+        raise invalid(field_name, f"invalid CRS {value!r}: {err}") from err
+
+
+@dataclass
+class LayerParams:
+    """Which bands: band indexes, a band-math expression, or STAC asset names."""
+
+    indexes: Annotated[
+        list[int] | None,
+        Query(alias="bidx", title="Band indexes", description="Dataset band indexes (1-based)."),
+    ] = None
+    expression: Annotated[
+        str | None,
+        Query(description="rio-tiler band math expression, e.g. `b1/b2` or `b1;b2+b3`."),
+    ] = None
+    assets: Annotated[
+        list[str] | None,
+        Query(description="Asset names, for mosaics of STAC items only."),
+    ] = None
+
+    def __post_init__(self) -> None:
+        if self.indexes is not None and any(i < 1 for i in self.indexes):
+            raise invalid("bidx", f"band indexes start at 1, got {self.indexes}")
+        if self.indexes and self.expression:
+            raise invalid("expression", "use either bidx or expression, not both")
+        if self.expression is not None and not self.expression.strip():
+            raise invalid("expression", "the expression is empty")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Reader keyword arguments."""
+        out: dict[str, Any] = {}
+        if self.indexes:
+            out["indexes"] = self.indexes
+        if self.expression:
+            out["expression"] = self.expression
+        if self.assets:
+            out["assets"] = self.assets
+        return out
+
+
+@dataclass
+class DatasetParams:
+    """How assets are read: nodata override, scale/offset, resampling."""
+
+    nodata: Annotated[
+        str | None,
+        Query(description="Overwrite the assets' nodata value: a number, `nan`, `inf` or `-inf`."),
+    ] = None
+    unscale: Annotated[
+        bool | None, Query(description="Apply the internal scale/offset. Defaults to false.")
+    ] = None
+    resampling_method: Annotated[
+        RIOResampling | None,
+        Query(alias="resampling", description="RasterIO resampling. Defaults to `nearest`."),
+    ] = None
+    reproject_method: Annotated[
+        WarpResampling | None,
+        Query(alias="reproject", description="Warp resampling (reprojection). Default nearest."),
+    ] = None
+    nodata_value: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.nodata is not None:
+            try:
+                self.nodata_value = float(self.nodata)
+            except ValueError as err:
+                raise invalid("nodata", f"not a number: {self.nodata!r}") from err
+
+    def as_dict(self) -> dict[str, Any]:
+        """Reader keyword arguments."""
+        out: dict[str, Any] = {}
+        if self.nodata_value is not None:
+            out["nodata"] = self.nodata_value
+        if self.unscale is not None:
+            out["unscale"] = self.unscale
+        if self.resampling_method is not None:
+            out["resampling_method"] = self.resampling_method
+        if self.reproject_method is not None:
+            out["reproject_method"] = self.reproject_method
+        return out
+
+
+@dataclass
+class TileParams:
+    """Tile geometry: size, buffer and padding."""
+
+    tilesize: Annotated[
+        int | None, Query(gt=0, description="Tile size in pixels (default 256 × scale).")
+    ] = None
+    buffer: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            description="Pixels added on each side (a multiple of 0.5): the tile grows to "
+            "tilesize + 2 × buffer.",
+        ),
+    ] = None
+    padding: Annotated[
+        int | None,
+        Query(ge=0, description="Pixels read around the tile to avoid resampling artefacts."),
+    ] = None
+
+    def __post_init__(self) -> None:
+        if self.buffer is not None and (
+            not math.isfinite(self.buffer) or (self.buffer * 2) % 1 != 0
+        ):
+            raise invalid("buffer", f"must be a multiple of 0.5, got {self.buffer}")
+        if self.padding is not None and self.padding > 512:
+            raise invalid("padding", f"at most 512 pixels, got {self.padding}")
+
+    def read_options(self, scale: int, settings: ApiSettings) -> dict[str, Any]:
+        """Reader keyword arguments for a tile at `scale`; 422 when the tile is too large."""
+        size = self.tilesize or 256 * scale
+        total = size + 2 * (self.buffer or 0)
+        if total > settings.max_tile_size:
+            raise invalid(
+                "tilesize",
+                f"tiles are at most {settings.max_tile_size} pixels wide, asked {total:g}",
+            )
+        out: dict[str, Any] = {"tilesize": size}
+        if self.buffer:
+            out["buffer"] = self.buffer
+        if self.padding:
+            out["padding"] = self.padding
+        return out
+
+
+@dataclass
+class RenderParams:
+    """How a tile becomes an image: rescaling, colormap, mask."""
+
+    rescale: Annotated[
+        list[str] | None,
+        Query(
+            description="Comma-delimited `min,max` input range; repeat for several bands.",
+            examples=["0,2000"],
+        ),
+    ] = None
+    colormap_name: Annotated[ColorMapName | None, Query(description="Colormap name.")] = None
+    colormap: Annotated[
+        str | None,
+        Query(description='JSON-encoded colormap, e.g. `{"1": [255, 0, 0, 255]}`.'),
+    ] = None
+    return_mask: Annotated[
+        bool | None, Query(description="Add the mask to the image (alpha). Defaults to true.")
+    ] = None
+    ranges: list[tuple[float, float]] | None = field(init=False, default=None)
+    colormap_value: Any = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.rescale:
+            self.ranges = []
+            for text in self.rescale:
+                parts = text.strip("[]").split(",")
+                try:
+                    low, high = (float(p) for p in parts)
+                except ValueError as err:
+                    raise invalid("rescale", f"expected 'min,max', got {text!r}") from err
+                if not (math.isfinite(low) and math.isfinite(high)):
+                    raise invalid("rescale", f"range must be finite, got {text!r}")
+                self.ranges.append((low, high))
+        if self.colormap_name and self.colormap:
+            raise invalid("colormap", "use either colormap_name or colormap, not both")
+        if self.colormap_name:
+            self.colormap_value = cmap.get(self.colormap_name)
+        elif self.colormap:
+            self.colormap_value = _parse_colormap(self.colormap)
+
+    @property
+    def add_mask(self) -> bool:
+        """Whether the mask goes into the image."""
+        return True if self.return_mask is None else self.return_mask
+
+
+def _parse_colormap(text: str) -> Any:
+    try:
+        value = json.loads(text)
+        if isinstance(value, dict):
+            return {int(k): parse_color(v) for k, v in value.items()}
+        if isinstance(value, list):  # interval colormap: [[[min, max], color], ...]
+            return [((float(a), float(b)), parse_color(c)) for (a, b), c in value]
+    except Exception as err:  # any malformed JSON/colour is the caller's mistake
+        raise invalid("colormap", f"invalid colormap: {err}") from err
+    raise invalid("colormap", "expected a JSON object {value: color} or a list of intervals")
+
+
+def pixel_selection_dependency(
+    pixel_selection: Annotated[
+        PixelSelectionName, Query(description="Pixel selection method.")
+    ] = "first",
+) -> type[MosaicMethodBase]:
+    """The rio-tiler mosaic method class (a fresh instance is made per tile)."""
+    return PixelSelectionMethod[pixel_selection].value
+
+
+@dataclass
+class TileJSONParams:
+    """Options of TileJSON and WMTS documents (echoed into their tile URLs)."""
+
+    tile_format: Annotated[
+        ImageFormat | None,
+        Query(description="Tile format in the tile URL (default: chosen per tile)."),
+    ] = None
+    tile_scale: Annotated[
+        int, Query(ge=1, le=4, description="Tile scale: 1 = 256px tiles, 2 = 512px…")
+    ] = 1
+    minzoom: Annotated[int | None, Query(ge=0, le=30, description="Override minzoom.")] = None
+    maxzoom: Annotated[int | None, Query(ge=0, le=30, description="Override maxzoom.")] = None
+
+
+# Query parameters that describe the document, not the tiles: not copied into tile URLs.
+DOCUMENT_PARAMS = {"tile_format", "tile_scale", "minzoom", "maxzoom", "tileMatrixSetId"}

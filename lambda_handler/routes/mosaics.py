@@ -1,0 +1,358 @@
+"""Mosaic management: list, create (COG URLs, STAC search or document), replace, add, delete."""
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.responses import Response
+
+from lambda_handler.api_errors import ApiError, ListingNotSupportedError
+from lambda_handler.backends import MosaicBackend
+from lambda_handler.errors import InvalidMosaicError, MosaicNotFoundError, UnsupportedURIError
+from lambda_handler.mosaic.builder import from_features, from_urls, get_footprints
+from lambda_handler.mosaic.model import MosaicJSON
+from lambda_handler.rendering import ImageFormat
+from lambda_handler.routes.common import open_backend, uri_for_id
+from lambda_handler.routes.dependencies import TileMatrixSetId, get_settings, get_tms
+from lambda_handler.routes.security import require_write_access
+from lambda_handler.settings import ApiSettings
+
+Season = Literal["spring", "summer", "autumn", "winter"]
+# Meteorological seasons of the northern hemisphere (awspds-mosaic's `seasons` filter).
+SEASON_MONTHS: dict[str, set[int]] = {
+    "spring": {3, 4, 5},
+    "summer": {6, 7, 8},
+    "autumn": {9, 10, 11},
+    "winter": {12, 1, 2},
+}
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class MosaicOptions(BaseModel):
+    """Options shared by every way of creating a mosaic."""
+
+    minzoom: int | None = Field(None, ge=0, le=30, description="Minimum zoom of the mosaic.")
+    maxzoom: int | None = Field(None, ge=0, le=30, description="Maximum zoom of the mosaic.")
+    quadkey_zoom: int | None = Field(None, ge=0, le=30, description="Zoom of the quadkey index.")
+    tilematrixset: TileMatrixSetId | None = Field(None, description="TMS of the index.")
+    name: str | None = Field(None, max_length=1000)
+    description: str | None = Field(None, max_length=10000)
+    attribution: str | None = Field(None, max_length=10000)
+    tile_format: ImageFormat | None = Field(None, description="Format in the returned tile URL.")
+    tile_scale: int = Field(1, ge=1, le=4, description="Scale in the returned tile URL.")
+
+
+class MosaicSource(MosaicOptions):
+    """What a mosaic is made of: exactly one of `urls`, `stac_api` (+ `search`) or `mosaic`."""
+
+    urls: list[str] | None = Field(
+        None, min_length=1, max_length=10000, description="COG URLs or paths."
+    )
+    stac_api: str | None = Field(
+        None, description="STAC API search endpoint, e.g. https://host/search."
+    )
+    search: dict[str, Any] | None = Field(
+        None, description="STAC search body: collections, bbox/intersects, datetime, query…"
+    )
+    seasons: list[Season] | None = Field(
+        None, description="Keep STAC items whose datetime falls in these seasons."
+    )
+    asset: str | None = Field(
+        None, description="STAC asset whose href is indexed (default: the item URL)."
+    )
+    max_items: int | None = Field(None, ge=1, le=100000, description="Cap of STAC items.")
+    mosaic: dict[str, Any] | None = Field(None, description="A whole MosaicJSON document.")
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "MosaicSource":
+        given = [k for k in ("urls", "stac_api", "mosaic") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'urls', 'stac_api' or 'mosaic'"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.stac_api is None and (self.search or self.seasons or self.asset):
+            raise ValueError("'search', 'seasons' and 'asset' go with 'stac_api'")
+        if self.stac_api is not None and not self.stac_api.startswith(("http://", "https://")):
+            raise ValueError("'stac_api' must be an http(s) URL")
+        return self
+
+
+class MosaicCreate(MosaicSource):
+    """Body of `POST /mosaics`."""
+
+    id: str = Field(..., description="Mosaic id: letters, digits, '-', '_', '.'.")
+
+
+class MosaicAddition(BaseModel):
+    """Body of `PATCH /mosaics/{mosaic_id}`: datasets to add."""
+
+    urls: list[str] | None = Field(None, min_length=1, max_length=10000)
+    features: list[dict[str, Any]] | None = Field(
+        None, min_length=1, description="GeoJSON features with the asset in properties.path."
+    )
+    add_first: bool = Field(True, description="Put the new assets before the existing ones.")
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "MosaicAddition":
+        if (self.urls is None) == (self.features is None):
+            raise ValueError("give exactly one of 'urls' or 'features'")
+        return self
+
+
+# ---------------------------------------------------------------------------- building
+def _in_seasons(item: dict[str, Any], seasons: list[str]) -> bool:
+    props = item.get("properties") or {}
+    stamp = props.get("datetime") or props.get("start_datetime")
+    if not isinstance(stamp, str):
+        return False
+    try:
+        month = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).month
+    except ValueError:
+        return False
+    return any(month in SEASON_MONTHS[s] for s in seasons)
+
+
+def _stac_document(body: MosaicSource, builder_options: dict[str, Any]) -> MosaicJSON:
+    # Imported here: only mosaic creation from a STAC search needs the STAC client.
+    from lambda_handler import stac_client
+
+    if body.minzoom is None or body.maxzoom is None:
+        raise ApiError(422, "a mosaic from a STAC search needs minzoom and maxzoom", "minzoom")
+    items = stac_client.search(body.stac_api, body.search or {}, max_items=body.max_items)
+    if body.seasons:
+        items = [item for item in items if _in_seasons(item, body.seasons)]
+    if not items:
+        raise ApiError(
+            422, f"the STAC search at {body.stac_api} returned no items to mosaic", "search"
+        )
+    stac_client.check_geometries(items, body.stac_api)
+    accessor = stac_client.make_accessor(body.asset)
+    assets = stac_client.item_assets(items, accessor, body.stac_api)
+    by_id = {id(item): asset for item, asset in zip(items, assets, strict=True)}
+    if body.asset is None:
+        builder_options.setdefault("asset_type", "stac")
+    return from_features(
+        items,
+        body.minzoom,
+        body.maxzoom,
+        accessor=lambda item: by_id[id(item)],
+        **builder_options,
+    )
+
+
+def build_document(body: MosaicSource, name: str) -> MosaicJSON:
+    """The MosaicJSON document a create/replace body describes."""
+    options: dict[str, Any] = {
+        "name": body.name or name,
+        "description": body.description,
+        "attribution": body.attribution,
+        "quadkey_zoom": body.quadkey_zoom,
+    }
+    if body.tilematrixset:
+        options["tilematrixset"] = get_tms(body.tilematrixset)
+    options = {k: v for k, v in options.items() if v is not None}
+    if body.mosaic is not None:
+        document = MosaicJSON.parse(body.mosaic, source="request body 'mosaic'")
+        return document.model_copy(update={"name": body.name or document.name or name})
+    if body.stac_api is not None:
+        return _stac_document(body, options)
+    return from_urls(body.urls, minzoom=body.minzoom, maxzoom=body.maxzoom, **options)
+
+
+# ---------------------------------------------------------------------------- listing
+def list_mosaic_ids(template: str) -> list[str]:
+    """Ids of the mosaics in the store a URI template points into.
+
+    SQLite/DynamoDB: the store's own listing; a local-file template (`/dir/{mosaic_id}.json`):
+    the directory's matching files; other stores: a `list_mosaics(template)` class method of
+    their backend, when it has one.
+    """
+    head, _, tail = template.partition("{mosaic_id}")
+    if head.startswith(("sqlite:///", "dynamodb://")) and not tail:
+        from lambda_handler.stores import list_mosaics
+
+        try:
+            return list_mosaics(head.rstrip(":"))
+        except MosaicNotFoundError:
+            return []  # the store does not exist yet: it holds nothing
+    if "://" not in head or head.startswith("file://"):
+        directory = Path(head.removeprefix("file://"))
+        prefix = directory.name if not head.endswith("/") else ""
+        directory = directory if head.endswith("/") else directory.parent
+        if not directory.is_dir():
+            return []
+        names = []
+        for path in sorted(directory.iterdir()):
+            base = path.name
+            if base.startswith(prefix) and base.endswith(tail) and not base.startswith("."):
+                names.append(base[len(prefix) : len(base) - len(tail)])
+        return [n for n in names if n]
+    from lambda_handler.backends import backend_class
+
+    try:
+        lister = getattr(backend_class(head + "x" + tail), "list_mosaics", None)
+    except UnsupportedURIError as err:
+        raise ListingNotSupportedError(str(err)) from err
+    if lister is None:
+        raise ListingNotSupportedError(f"the store of {template!r} cannot list its mosaics")
+    return list(lister(template))
+
+
+# ---------------------------------------------------------------------------- routes
+def mosaics_router() -> APIRouter:  # noqa: C901
+    """`/mosaics` management routes."""
+    router = APIRouter(prefix="/mosaics", tags=["Mosaics"])
+    Settings = Annotated[ApiSettings, Depends(get_settings)]
+    writes = [Depends(require_write_access)]
+
+    def tilejson_url(request: Request, mosaic_id: str, body: MosaicOptions) -> str:
+        url = str(request.url_for("id:tilejson", mosaic_id=mosaic_id))
+        query = {"tile_scale": body.tile_scale}
+        if body.tile_format:
+            query["tile_format"] = body.tile_format.value
+        return url + "?" + urlencode(query)
+
+    def created_answer(
+        request: Request, mosaic_id: str, document: MosaicJSON, body: MosaicOptions, status: int
+    ) -> JSONResponse:
+        """The TileJSON of the stored mosaic (tile URL with tile_format/tile_scale)."""
+        tms_id = document.tms.id
+        params: dict[str, Any] = {"mosaic_id": mosaic_id, "tileMatrixSetId": tms_id}
+        kind = "tile"
+        for key in ("z", "x", "y"):
+            params[key] = "{" + key + "}"
+        if body.tile_scale > 1:
+            kind += "_scale"
+            params["scale"] = body.tile_scale
+        if body.tile_format:
+            kind += "_format"
+            params["format"] = body.tile_format.value
+        west, south, east, north = document.bounds
+        content = {
+            "tilejson": "3.0.0",
+            "id": mosaic_id,
+            "name": document.name or mosaic_id,
+            "version": document.version,
+            "scheme": "xyz",
+            "tiles": [str(request.url_for(f"id:{kind}", **params))],
+            "minzoom": document.minzoom,
+            "maxzoom": document.maxzoom,
+            "bounds": [west, south, east, north],
+            "center": [(west + east) / 2, (south + north) / 2, document.minzoom],
+            "links": {
+                "self": str(request.url_for("id:metadata", mosaic_id=mosaic_id)),
+                "tilejson": tilejson_url(request, mosaic_id, body),
+                "map": str(request.url_for("id:map", mosaic_id=mosaic_id)),
+            },
+        }
+        headers = {**NO_STORE, "Location": content["links"]["self"]}
+        return JSONResponse(content, status_code=status, headers=headers)
+
+    @router.get("", summary="List mosaics")
+    def list_mosaics(
+        request: Request,
+        settings: Settings,
+        limit: Annotated[int | None, Query(ge=1, description="Page size.")] = None,
+        offset: Annotated[int, Query(ge=0, description="Mosaics to skip.")] = 0,
+    ) -> JSONResponse:
+        """Ids of the stored mosaics, a page at a time (`next`/`prev` links)."""
+        size = min(limit or settings.default_page_size, settings.max_page_size)
+        ids = list_mosaic_ids(settings.mosaic_uri_template)
+        page = ids[offset : offset + size]
+        base = str(request.url_for("list_mosaics"))
+        links = []
+        if offset + size < len(ids):
+            links.append(
+                {
+                    "rel": "next",
+                    "href": base + "?" + urlencode({"limit": size, "offset": offset + size}),
+                }
+            )
+        if offset > 0:
+            prev = max(0, offset - size)
+            links.append(
+                {"rel": "prev", "href": base + "?" + urlencode({"limit": size, "offset": prev})}
+            )
+        content = {
+            "mosaics": [
+                {
+                    "id": mosaic_id,
+                    "links": {
+                        "self": str(request.url_for("id:metadata", mosaic_id=mosaic_id)),
+                        "tilejson": str(request.url_for("id:tilejson", mosaic_id=mosaic_id)),
+                        "map": str(request.url_for("id:map", mosaic_id=mosaic_id)),
+                    },
+                }
+                for mosaic_id in page
+            ],
+            "numberMatched": len(ids),
+            "numberReturned": len(page),
+            "links": links,
+        }
+        return JSONResponse(content, headers={"Cache-Control": "no-cache"})
+
+    @router.post("", status_code=201, dependencies=writes, summary="Create a mosaic")
+    def create_mosaic(request: Request, settings: Settings, body: MosaicCreate) -> JSONResponse:
+        """Create a mosaic from COG URLs, a STAC search or a MosaicJSON document (409 if the
+        id is taken); answers its TileJSON."""
+        uri = uri_for_id(body.id, settings)
+        document = build_document(body, body.id)
+        backend = MosaicBackend(uri, mosaic_def=document)
+        try:
+            backend.write(overwrite=False)
+        finally:
+            backend.close()
+        return created_answer(request, body.id, document, body, 201)
+
+    @router.put("/{mosaic_id}", dependencies=writes, summary="Replace a mosaic")
+    def replace_mosaic(
+        request: Request, settings: Settings, mosaic_id: str, body: MosaicSource
+    ) -> JSONResponse:
+        """Replace an existing mosaic (404 if there is none) in one write."""
+        uri = uri_for_id(mosaic_id, settings)
+        with open_backend(uri):
+            pass  # 404 when missing: PUT replaces, POST creates
+        document = build_document(body, mosaic_id)
+        backend = MosaicBackend(uri, mosaic_def=document)
+        try:
+            backend.write(overwrite=True)
+        finally:
+            backend.close()
+        return created_answer(request, mosaic_id, document, body, 200)
+
+    @router.patch("/{mosaic_id}", dependencies=writes, summary="Add datasets to a mosaic")
+    def update_mosaic(settings: Settings, mosaic_id: str, body: MosaicAddition) -> JSONResponse:
+        """Add datasets (COG URLs or footprint features); bumps the mosaic version."""
+        uri = uri_for_id(mosaic_id, settings)
+        with open_backend(uri) as backend:
+            if body.urls is not None:
+                features = get_footprints(body.urls, tms=backend.mosaic_tms)
+            else:
+                features = body.features or []
+                for index, feature in enumerate(features):
+                    if not isinstance((feature.get("properties") or {}).get("path"), str):
+                        raise InvalidMosaicError(
+                            f"feature #{index} has no 'properties.path' naming its asset"
+                        )
+            backend.update(features, add_first=body.add_first)
+            content = backend.mosaic_def.metadata()
+        return JSONResponse(content, headers=NO_STORE)
+
+    @router.delete("/{mosaic_id}", status_code=204, dependencies=writes, summary="Delete")
+    def delete_mosaic(settings: Settings, mosaic_id: str) -> Response:
+        """Delete a mosaic."""
+        uri = uri_for_id(mosaic_id, settings)
+        with open_backend(uri) as backend:
+            backend.delete()
+        return Response(status_code=204, headers=NO_STORE)
+
+    return router

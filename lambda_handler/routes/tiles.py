@@ -1,0 +1,455 @@
+"""Read endpoints of one mosaic: metadata, tiles, TileJSON, WMTS, points, assets, map page.
+
+`mosaic_router(uri_dependency, name)` builds them for any way of naming a mosaic: the
+`/mosaics/{mosaic_id}` form and the allow-listed `/mosaic?url=` form share every route.
+"""
+
+import re
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import Field
+from rasterio.warp import transform as transform_coords
+from starlette.responses import Response
+
+from lambda_handler.api_errors import ApiError
+from lambda_handler.reading import STAC_ASSET_TYPES, read_tile
+from lambda_handler.rendering import ImageFormat, render_image
+from lambda_handler.routes import wmts
+from lambda_handler.routes.common import (
+    check_point,
+    check_tile,
+    forwarded_query,
+    make_etag,
+    not_modified,
+    open_backend,
+    server_timing,
+)
+from lambda_handler.routes.dependencies import (
+    DOCUMENT_PARAMS,
+    DatasetParams,
+    LayerParams,
+    RenderParams,
+    TileJSONParams,
+    TileMatrixSetId,
+    TileParams,
+    get_settings,
+    get_tms,
+    parse_crs,
+    pixel_selection_dependency,
+)
+from lambda_handler.routes.viewer import map_page
+from lambda_handler.settings import ApiSettings
+
+IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {fmt.media_type: {} for fmt in ImageFormat},
+        "description": "The tile.",
+    },
+    204: {"description": "No asset has data for this tile."},
+    304: {"description": "Not modified (If-None-Match)."},
+    404: {"description": "Unknown mosaic, or tile outside the mosaic, its zooms or the TMS."},
+    424: {"description": "An asset could not be read (named in the message)."},
+}
+# Tile route variants, most specific first: Starlette matches in registration order.
+TILE_PATHS = {
+    "tile_scale_format": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}@{scale}x.{format}",
+    "tile_scale": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}@{scale}x",
+    "tile_format": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}",
+    "tile": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
+}
+
+ZPath = Annotated[int, Path(ge=0, le=30, description="Zoom (TileMatrix identifier).")]
+XPath = Annotated[int, Path(ge=0, description="Column of the tile.")]
+YPath = Annotated[int, Path(ge=0, description="Row of the tile.")]
+TmsPath = Annotated[TileMatrixSetId, Path(description="TileMatrixSet identifier.")]
+# Path parameter in one variant of a route, query parameter (with a default) in the other.
+TmsField = Annotated[TileMatrixSetId, Field(description="TileMatrixSet identifier.")]
+CoordCrs = Annotated[
+    str | None, Query(description="CRS of the coordinates (default: the TMS's geographic CRS).")
+]
+
+
+def _json(content: Any, etag: str | None = None, headers: dict[str, str] | None = None) -> Any:
+    out = dict(headers or {})
+    if etag:
+        out["ETag"] = etag
+    return JSONResponse(content, headers=out)
+
+
+def mosaic_router(uri_dependency: Callable[..., str], name: str) -> APIRouter:  # noqa: C901
+    """Routes reading one mosaic; `name` prefixes route names (for url_for) and tags."""
+    router = APIRouter(tags=[f"Mosaic ({name})"])
+    Uri = Annotated[str, Depends(uri_dependency)]
+    Settings = Annotated[ApiSettings, Depends(get_settings)]
+
+    def route_name(kind: str) -> str:
+        return f"{name}:{kind}"
+
+    def tile_url(request: Request, tms_id: str, fmt: ImageFormat | None, scale: int) -> str:
+        """URL template of the tiles, carrying the request's tile options."""
+        kind = "tile" + ("_scale" if scale > 1 else "") + ("_format" if fmt else "")
+        params: dict[str, Any] = {
+            **request.path_params,
+            "tileMatrixSetId": tms_id,
+            "z": "{z}",
+            "x": "{x}",
+            "y": "{y}",
+            "scale": scale,
+            "format": fmt.value if fmt else None,
+        }
+        names = _path_names(TILE_PATHS[kind]) | {"mosaic_id"}
+        url = str(
+            request.url_for(route_name(kind), **{k: v for k, v in params.items() if k in names})
+        )
+        query = forwarded_query(request, DOCUMENT_PARAMS)
+        return f"{url}?{query}" if query else url
+
+    # ------------------------------------------------------------------ metadata
+    @router.get("", name=route_name("metadata"), summary="MosaicJSON metadata")
+    def metadata(
+        request: Request,
+        uri: Uri,
+        tiles: Annotated[bool, Query(description="Include the quadkey index.")] = False,
+    ) -> Any:
+        """The MosaicJSON document without its `tiles` (unless `tiles=true`)."""
+        with open_backend(uri) as backend:
+            etag = make_etag(uri, backend.mosaic_def.version, request)
+            if cached := not_modified(request, etag):
+                return cached
+            document = backend.to_document() if tiles else backend.mosaic_def
+            content = document.model_dump(
+                exclude=None if tiles else {"tiles"}, exclude_none=True, mode="json"
+            )
+        return _json(content, etag)
+
+    @router.get("/info", name=route_name("info"), summary="Mosaic info")
+    def info(
+        request: Request,
+        uri: Uri,
+        quadkeys: Annotated[bool, Query(description="List the index's quadkeys.")] = False,
+    ) -> Any:
+        """Bounds, CRS, zooms, quadkey zoom, version (and quadkeys on request)."""
+        with open_backend(uri) as backend:
+            etag = make_etag(uri, backend.mosaic_def.version, request)
+            if cached := not_modified(request, etag):
+                return cached
+            return _json(backend.info(quadkeys=quadkeys).model_dump(mode="json"), etag)
+
+    @router.get("/bounds", name=route_name("bounds"), summary="Mosaic bounds")
+    def bounds(request: Request, uri: Uri) -> Any:
+        """Bounds of the mosaic in its geographic CRS."""
+        with open_backend(uri) as backend:
+            etag = make_etag(uri, backend.mosaic_def.version, request)
+            if cached := not_modified(request, etag):
+                return cached
+            info = backend.info()
+            return _json({"bounds": list(backend.bounds), "crs": info.crs}, etag)
+
+    # ------------------------------------------------------------------ tiles
+    def tile(
+        request: Request,
+        uri: Uri,
+        settings: Settings,
+        z: ZPath,
+        x: XPath,
+        y: YPath,
+        tileMatrixSetId: TmsPath,  # noqa: N803 - OGC's name, as titiler
+        layer: Annotated[LayerParams, Depends()],
+        dataset: Annotated[DatasetParams, Depends()],
+        tile_params: Annotated[TileParams, Depends()],
+        render: Annotated[RenderParams, Depends()],
+        pixel_selection: Annotated[Any, Depends(pixel_selection_dependency)],
+        scale: Annotated[int, Field(ge=1, le=4, description="Tile scale (@2x = 512px).")] = 1,
+        format: Annotated[ImageFormat | None, Field(description="Output format.")] = None,  # noqa: A002
+    ) -> Response:
+        """A map tile: the mosaic's assets read, combined by `pixel_selection` and encoded."""
+        tms = get_tms(tileMatrixSetId)
+        read_options = tile_params.read_options(scale, settings)
+        with open_backend(uri, tms) as backend:
+            check_tile(backend, x, y, z)
+            etag = make_etag(uri, backend.mosaic_def.version, request)
+            if cached := not_modified(request, etag):
+                return cached
+            layer_options = layer.as_dict()
+            if "assets" in layer_options and (
+                (backend.mosaic_def.asset_type or "").lower() not in STAC_ASSET_TYPES
+            ):
+                raise ApiError(
+                    422, "assets: only mosaics of STAC items have named assets", field="assets"
+                )
+            image, used, timings = read_tile(
+                backend,
+                x,
+                y,
+                z,
+                pixel_selection=pixel_selection,
+                threads=settings.threads,
+                **layer_options,
+                **dataset.as_dict(),
+                **read_options,
+            )
+        start = time.perf_counter()
+        content, media_type = render_image(
+            image,
+            output_format=format,
+            rescale=render.ranges,
+            colormap=render.colormap_value,
+            return_mask=render.add_mask,
+        )
+        timings.append(("render", round((time.perf_counter() - start) * 1000, 2)))
+        headers = {
+            "ETag": etag,
+            "Server-Timing": server_timing(timings),
+            "X-Assets": ",".join(used)[:4000],
+        }
+        if image.bounds is not None:
+            headers["Content-Bbox"] = ",".join(str(v) for v in image.bounds)
+        return Response(content, media_type=media_type, headers=headers)
+
+    for kind, path in TILE_PATHS.items():
+        router.add_api_route(
+            path,
+            tile,
+            methods=["GET"],
+            name=route_name(kind),
+            summary="Map tile",
+            response_class=Response,
+            responses=IMAGE_RESPONSES,
+            operation_id=f"{name}_{kind}",
+        )
+
+    @router.get(
+        "/tiles/{tileMatrixSetId}/{z}/{x}/{y}/assets",
+        name=route_name("tile_assets"),
+        summary="Assets of a tile",
+    )
+    def tile_assets(
+        request: Request, uri: Uri, z: ZPath, x: XPath, y: YPath, tileMatrixSetId: TmsPath
+    ) -> Any:
+        """Assets the index lists for tile (z, x, y) of the TMS."""
+        with open_backend(uri, get_tms(tileMatrixSetId)) as backend:
+            check_tile(backend, x, y, z)
+            etag = make_etag(uri, backend.mosaic_def.version, request)
+            if cached := not_modified(request, etag):
+                return cached
+            return _json(backend.assets_for_tile(x, y, z), etag)
+
+    # ------------------------------------------------------------------ documents
+    def tilejson(
+        request: Request,
+        uri: Uri,
+        params: Annotated[TileJSONParams, Depends()],
+        tileMatrixSetId: TmsField = "WebMercatorQuad",  # noqa: N803
+    ) -> Any:
+        """TileJSON 3.0.0 of the mosaic in a TMS (query parameters go into the tile URL)."""
+        tms = get_tms(tileMatrixSetId)
+        with open_backend(uri, tms) as backend:
+            etag = make_etag(uri, backend.mosaic_def.version, request)
+            if cached := not_modified(request, etag):
+                return cached
+            mosaic = backend.mosaic_def
+            minzoom = backend.minzoom if params.minzoom is None else params.minzoom
+            maxzoom = backend.maxzoom if params.maxzoom is None else params.maxzoom
+            west, south, east, north = backend.bounds
+            document = {
+                "tilejson": "3.0.0",
+                "name": mosaic.name or "mosaic",
+                "version": mosaic.version,
+                "scheme": "xyz",
+                "tiles": [tile_url(request, tms.id, params.tile_format, params.tile_scale)],
+                "minzoom": minzoom,
+                "maxzoom": maxzoom,
+                "bounds": [west, south, east, north],
+                "center": [(west + east) / 2, (south + north) / 2, minzoom],
+            }
+            if mosaic.description:
+                document["description"] = mosaic.description
+            if mosaic.attribution:
+                document["attribution"] = mosaic.attribution
+        return _json(document, etag)
+
+    router.add_api_route(
+        "/tilejson.json",
+        tilejson,
+        methods=["GET"],
+        name=route_name("tilejson"),
+        summary="TileJSON (TMS as query parameter)",
+        operation_id=f"{name}_tilejson",
+    )
+    router.add_api_route(
+        "/{tileMatrixSetId}/tilejson.json",
+        tilejson,
+        methods=["GET"],
+        name=route_name("tilejson_tms"),
+        summary="TileJSON (TMS in the path)",
+        operation_id=f"{name}_tilejson_tms",
+    )
+
+    def wmts_capabilities(
+        request: Request,
+        uri: Uri,
+        params: Annotated[TileJSONParams, Depends()],
+        tileMatrixSetId: TmsField = "WebMercatorQuad",  # noqa: N803
+    ) -> Response:
+        """OGC WMTS 1.0.0 GetCapabilities document (RESTful)."""
+        tms = get_tms(tileMatrixSetId)
+        with open_backend(uri, tms) as backend:
+            etag = make_etag(uri, backend.mosaic_def.version, request)
+            if cached := not_modified(request, etag):
+                return cached
+            minzoom = backend.minzoom if params.minzoom is None else params.minzoom
+            maxzoom = backend.maxzoom if params.maxzoom is None else params.maxzoom
+            fmt = params.tile_format or ImageFormat.png
+            template = tile_url(request, tms.id, fmt, params.tile_scale)
+            template = (
+                template.replace("{z}", "{TileMatrix}")
+                .replace("{x}", "{TileCol}")
+                .replace("{y}", "{TileRow}")
+            )
+            body = wmts.capabilities(
+                title=backend.mosaic_def.name or "mosaic",
+                layer=backend.mosaic_def.name or "mosaic",
+                bounds=backend.bounds,
+                tms=tms,
+                minzoom=minzoom,
+                maxzoom=maxzoom,
+                media_type=fmt.media_type,
+                resource_url=template,
+                self_url=str(request.url),
+            )
+        return Response(body, media_type="application/xml", headers={"ETag": etag})
+
+    for path, kind in (
+        ("/WMTSCapabilities.xml", "wmts"),
+        ("/{tileMatrixSetId}/WMTSCapabilities.xml", "wmts_tms"),
+    ):
+        router.add_api_route(
+            path,
+            wmts_capabilities,
+            methods=["GET"],
+            name=route_name(kind),
+            summary="WMTS capabilities",
+            response_class=Response,
+            responses={200: {"content": {"application/xml": {}}}},
+            operation_id=f"{name}_{kind}",
+        )
+
+    # ------------------------------------------------------------------ points and boxes
+    @router.get("/point/{lon},{lat}", name=route_name("point"), summary="Values at a point")
+    def point(
+        request: Request,
+        uri: Uri,
+        settings: Settings,
+        lon: Annotated[float, Path(description="Longitude (or x in coord_crs).")],
+        lat: Annotated[float, Path(description="Latitude (or y in coord_crs).")],
+        layer: Annotated[LayerParams, Depends()],
+        dataset: Annotated[DatasetParams, Depends()],
+        coord_crs: CoordCrs = None,
+    ) -> Any:
+        """Pixel values of every asset at a point."""
+        crs = parse_crs(coord_crs)
+        with open_backend(uri) as backend:
+            check_point(backend, *_to_geographic(backend, lon, lat, crs))
+            etag = make_etag(uri, backend.mosaic_def.version, request)
+            if cached := not_modified(request, etag):
+                return cached
+            options = {k: v for k, v in layer.as_dict().items() if k != "assets"}
+            values = backend.point(
+                lon,
+                lat,
+                coord_crs=crs or backend.tms.rasterio_geographic_crs,
+                threads=settings.threads,
+                **options,
+                **dataset.as_dict(),
+            )
+        if not values:
+            return Response(status_code=204, headers={"X-Reason": "no asset has data there"})
+        assets = [
+            {
+                "name": name,
+                "values": [
+                    None if masked else float(value)
+                    for value, masked in zip(
+                        pt.array.data.tolist(), pt.array.mask.tolist(), strict=True
+                    )
+                ],
+                "band_names": list(pt.band_names),
+                "band_descriptions": list(pt.band_descriptions or []),
+            }
+            for name, pt in values
+        ]
+        return _json({"coordinates": [lon, lat], "assets": assets}, etag)
+
+    @router.get(
+        "/point/{lon},{lat}/assets", name=route_name("point_assets"), summary="Assets at a point"
+    )
+    def point_assets(
+        request: Request,
+        uri: Uri,
+        lon: Annotated[float, Path(description="Longitude (or x in coord_crs).")],
+        lat: Annotated[float, Path(description="Latitude (or y in coord_crs).")],
+        coord_crs: CoordCrs = None,
+    ) -> Any:
+        """Assets the index lists at a point."""
+        crs = parse_crs(coord_crs)
+        with open_backend(uri) as backend:
+            check_point(backend, *_to_geographic(backend, lon, lat, crs))
+            etag = make_etag(uri, backend.mosaic_def.version, request)
+            if cached := not_modified(request, etag):
+                return cached
+            return _json(backend.assets_for_point(lon, lat, coord_crs=crs), etag)
+
+    @router.get(
+        "/bbox/{minx},{miny},{maxx},{maxy}/assets",
+        name=route_name("bbox_assets"),
+        summary="Assets in a bounding box",
+    )
+    def bbox_assets(
+        request: Request,
+        uri: Uri,
+        minx: Annotated[float, Path(description="West.")],
+        miny: Annotated[float, Path(description="South.")],
+        maxx: Annotated[float, Path(description="East (west > east crosses the antimeridian).")],
+        maxy: Annotated[float, Path(description="North.")],
+        coord_crs: CoordCrs = None,
+    ) -> Any:
+        """Assets the index lists in a bounding box."""
+        if miny > maxy:
+            raise ApiError(422, f"miny ({miny}) is greater than maxy ({maxy})", field="miny")
+        crs = parse_crs(coord_crs)
+        with open_backend(uri) as backend:
+            etag = make_etag(uri, backend.mosaic_def.version, request)
+            if cached := not_modified(request, etag):
+                return cached
+            return _json(backend.assets_for_bbox(minx, miny, maxx, maxy, coord_crs=crs), etag)
+
+    # ------------------------------------------------------------------ viewer
+    @router.get("/map", name=route_name("map"), summary="Map page", response_class=HTMLResponse)
+    def viewer(request: Request, uri: Uri) -> HTMLResponse:
+        """A web map of the mosaic (Leaflet served by this app: works offline)."""
+        with open_backend(uri) as backend:
+            name_ = backend.mosaic_def.name or "mosaic"
+        tilejson_url = str(request.url_for(route_name("tilejson"), **request.path_params))
+        # Every option (tile_format, rescale, pixel_selection…) goes on to the TileJSON.
+        query = forwarded_query(request, set())
+        if query:
+            tilejson_url += "?" + query
+        return HTMLResponse(map_page(request, name_, tilejson_url))
+
+    return router
+
+
+def _path_names(path: str) -> set[str]:
+    return set(re.findall(r"{(\w+)}", path))
+
+
+def _to_geographic(backend: Any, lon: float, lat: float, crs: Any) -> tuple[float, float]:
+    """A point in the mosaic's geographic CRS (for the bounds check)."""
+    if crs is None or crs == backend.crs:
+        return lon, lat
+    xs, ys = transform_coords(crs, backend.crs, [lon], [lat])
+    return xs[0], ys[0]

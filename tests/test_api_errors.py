@@ -1,0 +1,155 @@
+"""Status codes of errors (mapped in lambda_handler/api_errors.py) and response headers."""
+
+import gzip
+
+import httpx
+import morecantile
+import pytest
+from fastapi.testclient import TestClient
+
+from lambda_handler.app import create_app
+
+WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
+OVERLAP = (-78.15, 45.40)
+
+
+@pytest.fixture(scope="module", params=["asgi", "uvicorn"])
+def client(request, api_store):
+    """An HTTP client of the app: in process (ASGI) or over a socket (uvicorn)."""
+    if request.param == "asgi":
+        with TestClient(create_app(api_store.settings)) as test_client:
+            yield test_client
+    else:
+        with httpx.Client(base_url=request.getfixturevalue("api_server"), timeout=60) as http:
+            yield http
+
+
+def tile_path(mosaic: str, lon: float, lat: float, z: int, suffix: str = "") -> str:
+    tile = WEB_MERCATOR.tile(lon, lat, z)
+    return f"/mosaics/{mosaic}/tiles/WebMercatorQuad/{z}/{tile.x}/{tile.y}{suffix}"
+
+
+def field_of(response: httpx.Response) -> list[str]:
+    """Every location named by a 422 answer."""
+    assert response.status_code == 422, response.text
+    return [str(part) for item in response.json()["detail"] for part in item["loc"]]
+
+
+def test_unknown_mosaic_is_404(client):
+    for path in ("/mosaics/nope", "/mosaics/nope/info", "/mosaics/nope/tilejson.json"):
+        response = client.get(path)
+        assert response.status_code == 404 and "nope" in response.json()["detail"]
+    assert client.get(tile_path("nope", *OVERLAP, 9)).status_code == 404
+
+
+def test_tiles_outside_are_404(client):
+    outside_zooms = client.get(tile_path("scenes", *OVERLAP, 14))
+    assert outside_zooms.status_code == 404 and "zoom" in outside_zooms.json()["detail"]
+    outside_bounds = client.get(tile_path("scenes", 10.0, 10.0, 9))
+    assert outside_bounds.status_code == 404 and "bounds" in outside_bounds.json()["detail"]
+    outside_grid = client.get("/mosaics/scenes/tiles/WebMercatorQuad/9/99999/1")
+    assert outside_grid.status_code == 404
+    far_point = client.get("/mosaics/scenes/point/10,10")
+    assert far_point.status_code == 404
+
+
+def test_no_data_is_204(client):
+    # between scenes a and d: the quadkey lists both, neither covers the tile
+    gap = client.get(tile_path("gap", -78.0, 45.1, 12, ".png"))
+    assert gap.status_code == 204 and gap.content == b""
+    assert client.get(tile_path("gap", -78.4, 45.2, 12, ".png")).status_code == 200
+    # inside the mosaic bounds, outside every scene
+    corner = client.get("/mosaics/scenes/point/-78.7,45.8")
+    assert corner.status_code == 204
+
+
+def test_invalid_parameters_are_422_naming_the_field(client):
+    base = tile_path("scenes", *OVERLAP, 9)
+    cases = {
+        "pixel_selection": {"pixel_selection": "best"},
+        "rescale": {"rescale": "a,b"},
+        "colormap_name": {"colormap_name": "nope"},
+        "colormap": {"colormap": "{not json"},
+        "bidx": {"bidx": 0},
+        "buffer": {"buffer": 0.3},
+        "tilesize": {"tilesize": 100000},
+        "resampling": {"resampling": "magic"},
+        "nodata": {"nodata": "abc"},
+        "expression": {"expression": "b1+"},
+    }
+    for name, params in cases.items():
+        assert name in field_of(client.get(base, params=params)), name
+    assert "format" in field_of(client.get(base + ".gif"))
+    assert "tileMatrixSetId" in field_of(client.get("/mosaics/scenes/tiles/NoSuchTMS/9/1/1"))
+    assert "mosaic_id" in field_of(client.get("/mosaics/bad..id/info"))
+    assert "coord_crs" in field_of(
+        client.get("/mosaics/scenes/point/-78,45.3", params={"coord_crs": "EPSG:0"})
+    )
+    assert "colormap" in field_of(client.get(base, params={"colormap_name": "viridis"}))
+
+
+def test_unreadable_asset_is_424_naming_it(client):
+    response = client.get(tile_path("broken", -78.4, 45.2, 9))
+    assert response.status_code == 424
+    assert "missing.tif" in response.json()["detail"]
+
+
+def test_cache_headers_etag_and_304(client):
+    path = tile_path("scenes", *OVERLAP, 9, ".png")
+    first = client.get(path)
+    assert first.headers["cache-control"] == "public, max-age=60"
+    etag = first.headers["etag"]
+    again = client.get(path, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    other = client.get(path + "?rescale=0,100")
+    assert other.headers["etag"] != etag
+    meta = client.get("/mosaics/scenes")
+    assert (
+        client.get("/mosaics/scenes", headers={"If-None-Match": meta.headers["etag"]}).status_code
+        == 304
+    )
+    assert client.get("/healthz").headers["cache-control"] == "no-store"
+
+
+def test_server_timing(client):
+    timing = client.get(tile_path("scenes", *OVERLAP, 9, ".png")).headers["server-timing"]
+    names = [part.split(";")[0].strip() for part in timing.split(",")]
+    assert {"search", "read", "render"} <= set(names)
+
+
+def test_gzip_for_text_not_images(client):
+    gz = {"Accept-Encoding": "gzip"}
+    meta = client.get("/mosaics/scenes", params={"tiles": "true"}, headers=gz)
+    assert meta.headers["content-encoding"] == "gzip" and meta.json()["tiles"]
+    wmts = client.get("/mosaics/scenes/WMTSCapabilities.xml", headers=gz)
+    assert wmts.headers["content-encoding"] == "gzip"
+    page = client.get("/mosaics/scenes/map", headers=gz)
+    assert page.headers["content-encoding"] == "gzip"
+    tile = client.get(tile_path("scenes", *OVERLAP, 9, ".png"), headers=gz)
+    assert "content-encoding" not in tile.headers
+    assert tile.content[:4] == b"\x89PNG"
+
+
+def test_gzip_body_is_really_compressed(api_server):
+    raw = httpx.get(
+        f"{api_server}/mosaics/scenes?tiles=true",
+        headers={"Accept-Encoding": "gzip"},
+    )
+    with httpx.stream(
+        "GET", f"{api_server}/mosaics/scenes?tiles=true", headers={"Accept-Encoding": "gzip"}
+    ) as response:
+        body = b"".join(response.iter_raw())
+    assert gzip.decompress(body) == raw.content
+
+
+def test_cors(client):
+    allowed = client.get("/mosaics/scenes", headers={"Origin": "http://example.test"})
+    assert allowed.headers["access-control-allow-origin"] == "http://example.test"
+    other = client.get("/mosaics/scenes", headers={"Origin": "http://evil.test"})
+    assert "access-control-allow-origin" not in other.headers
+    preflight = client.options(
+        "/mosaics",
+        headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 200
+    assert "POST" in preflight.headers["access-control-allow-methods"]

@@ -1,0 +1,54 @@
+"""`lambda_handler.server`: the demo mosaic and `serve` on a real socket."""
+
+import subprocess
+import sys
+import time
+
+import httpx
+import morecantile
+from fastapi.testclient import TestClient
+
+from lambda_handler.app import create_app
+from lambda_handler.server import prepare_demo
+from tests.servers_api import free_port
+
+
+def test_demo_mosaic_is_served_with_its_map(tmp_path):
+    settings, map_path = prepare_demo(tmp_path / "demo")
+    assert map_path.startswith("/mosaics/demo/map")
+    with TestClient(create_app(settings)) as client:
+        page = client.get(map_path)
+        assert page.status_code == 200 and "leaflet.js" in page.text
+        tilejson = client.get("/mosaics/demo/tilejson.json" + map_path[len("/mosaics/demo/map") :])
+        tj = tilejson.json()
+        west, south, east, north = tj["bounds"]
+        tile = morecantile.tms.get("WebMercatorQuad").tile(
+            (west + east) / 2, (south + north) / 2, tj["maxzoom"]
+        )
+        url = tj["tiles"][0].format(z=tile.z, x=tile.x, y=tile.y)
+        assert client.get(url).status_code == 200
+    # running it again replaces the demo mosaic instead of failing
+    assert prepare_demo(tmp_path / "demo")[1] == map_path
+
+
+def test_serve_runs_uvicorn_on_the_given_store(api_store):
+    port = free_port()
+    code = (
+        "from lambda_handler.server import serve; "
+        f"serve(host='127.0.0.1', port={port}, store={api_store.settings.mosaic_uri_template!r})"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/mosaics/scenes/info", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert response.status_code == 200 and response.json()["name"] == "scenes"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,322 @@
+"""The CDK stack: synthesized once per module (bundling skipped), inspected, linted with cfn-lint;
+`npx cdk synth` with the pinned CLI works offline from the repo root."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from cdk.bundling import BundleSpec, BundleTooLargeError, build_asset, cached_asset
+from cdk.config import props_from_context
+from cdk.stack import MosaicTilerProps, MosaicTilerStack
+from infrastructure import build_app
+
+ROOT = Path(__file__).resolve().parent.parent
+CDK_ENV = {
+    "CDK_DISABLE_VERSION_CHECK": "1",
+    "CDK_DISABLE_CLI_TELEMETRY": "true",
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+}
+os.environ.update({k: os.environ.get(k, v) for k, v in CDK_ENV.items()})
+
+
+@pytest.fixture(scope="module")
+def app() -> cdk.App:
+    """An app (bundling skipped) with the default stack and an arm64 / options variant."""
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    MosaicTilerStack(app, "Default", MosaicTilerProps())
+    context = {
+        "architecture": "arm64",
+        "removal_policy": "destroy",
+        "tiler_memory_size": "2048",
+        "tiler_reserved_concurrency": "50",
+        "batch_url_auth": "none",
+        "data_buckets": "cogs-a,cogs-b",
+        "log_retention_days": "7",
+    }
+    MosaicTilerStack(app, "Custom", props_from_context(context.get, environ={}))
+    return app
+
+
+@pytest.fixture(scope="module")
+def template(app) -> Template:
+    """The default stack's template."""
+    return Template.from_stack(app.node.find_child("Default"))
+
+
+@pytest.fixture(scope="module")
+def custom(app) -> Template:
+    """The stack with options from context values (strings, as from `-c key=value`)."""
+    return Template.from_stack(app.node.find_child("Custom"))
+
+
+def _functions(template: Template) -> dict[str, dict]:
+    found = template.find_resources("AWS::Lambda::Function")
+    return {p["Properties"]["Handler"] + ":" + k: p["Properties"] for k, p in found.items()}
+
+
+def _function(template: Template, prefix: str) -> dict:
+    (props,) = [
+        p["Properties"]
+        for k, p in template.find_resources("AWS::Lambda::Function").items()
+        if k.startswith(prefix)
+    ]
+    return props
+
+
+def test_table_schema_billing_recovery_and_retention(template, custom):
+    template.resource_count_is("AWS::DynamoDB::Table", 1)
+    template.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "Properties": {
+                "KeySchema": [
+                    {"AttributeName": "mosaicId", "KeyType": "HASH"},
+                    {"AttributeName": "quadkey", "KeyType": "RANGE"},
+                ],
+                "AttributeDefinitions": [
+                    {"AttributeName": "mosaicId", "AttributeType": "S"},
+                    {"AttributeName": "quadkey", "AttributeType": "S"},
+                ],
+                "BillingMode": "PAY_PER_REQUEST",
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            },
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+        },
+    )
+    custom.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Delete"})
+
+
+def test_functions_runtime_memory_timeouts(template, custom):
+    tiler, writer, batch = (_function(template, n) for n in ("Tiler", "Writer", "Batch"))
+    for props in (tiler, writer, batch):
+        assert props["Runtime"] == "python3.12"
+        assert props["Architectures"] == ["x86_64"]
+        env = props["Environment"]["Variables"]
+        assert "MOSAIC_API_MOSAIC_URI_TEMPLATE" in env
+    assert tiler["Handler"] == writer["Handler"] == "lambda_handler.handler.handler"
+    assert batch["Handler"] == "lambda_handler.handler.batch_handler"
+    assert (tiler["MemorySize"], tiler["Timeout"]) == (1536, 29)
+    assert (batch["MemorySize"], batch["Timeout"]) == (3008, 900)
+    assert "ReservedConcurrentExecutions" not in tiler
+    assert "MOSAIC_API_ALLOW_ANONYMOUS_WRITES" not in tiler["Environment"]["Variables"]
+    assert writer["Environment"]["Variables"]["MOSAIC_API_ALLOW_ANONYMOUS_WRITES"] == "true"
+    assert "MOSAIC_LAMBDA_EXPORTS_BUCKET" in batch["Environment"]["Variables"]
+
+    custom_tiler = _function(custom, "Tiler")
+    assert custom_tiler["Architectures"] == ["arm64"]
+    assert custom_tiler["MemorySize"] == 2048
+    assert custom_tiler["ReservedConcurrentExecutions"] == 50
+    custom.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 7})
+    template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
+    template.resource_count_is("AWS::Logs::LogGroup", 3)
+
+
+def test_routes_public_reads_and_iam_writes(template):
+    routes = template.find_resources("AWS::ApiGatewayV2::Route")
+    by_key = {r["Properties"]["RouteKey"]: r["Properties"] for r in routes.values()}
+    for key in ("GET /", "GET /{proxy+}", "HEAD /{proxy+}"):
+        assert by_key[key].get("AuthorizationType", "NONE") == "NONE", key
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        for path in ("/mosaics", "/mosaics/{proxy+}"):
+            assert by_key[f"{method} {path}"]["AuthorizationType"] == "AWS_IAM"
+    # Writes go to the writer function, reads to the tiler.
+    integrations = template.find_resources("AWS::ApiGatewayV2::Integration")
+    assert len(integrations) == 2
+    get_target = json.dumps(by_key["GET /{proxy+}"]["Target"])
+    post_target = json.dumps(by_key["POST /mosaics"]["Target"])
+    assert get_target != post_target
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Integration", {"PayloadFormatVersion": "2.0"}
+    )
+
+
+def _allow_statements(template: Template, role_prefix: str) -> list[dict]:
+    policies = template.find_resources("AWS::IAM::Policy")
+    statements = []
+    for name, policy in policies.items():
+        if name.startswith(role_prefix):
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def _actions(statements: list[dict]) -> set[str]:
+    actions: set[str] = set()
+    for statement in statements:
+        value = statement["Action"]
+        actions.update([value] if isinstance(value, str) else value)
+    return actions
+
+
+def test_iam_is_least_privilege(template, custom):
+    for tpl in (template, custom):
+        for policy in tpl.find_resources("AWS::IAM::Policy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                assert statement["Effect"] == "Allow"
+                assert not any("*" in a for a in _actions([statement])), statement
+    tiler = _actions(_allow_statements(template, "TilerServiceRole"))
+    writer = _actions(_allow_statements(template, "WriterServiceRole"))
+    batch = _actions(_allow_statements(template, "BatchServiceRole"))
+    reads = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"}
+    assert tiler == reads
+    assert writer == reads | {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    }
+    assert batch == reads | {"s3:PutObject", "s3:GetObject"}
+    # Data buckets: object reads only, on the named buckets.
+    statements = _allow_statements(custom, "TilerServiceRole")
+    (data,) = [s for s in statements if s["Action"] == "s3:GetObject"]
+    assert json.dumps(data["Resource"]).count("cogs-a/*") == 1
+    assert "cogs-b/*" in json.dumps(data["Resource"])
+
+
+def test_function_url_auth_and_exports_bucket(template, custom):
+    template.has_resource_properties(
+        "AWS::Lambda::Url", {"AuthType": "AWS_IAM", "InvokeMode": "BUFFERED"}
+    )
+    custom.has_resource_properties("AWS::Lambda::Url", {"AuthType": "NONE"})
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
+            },
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [Match.object_like({"ExpirationInDays": 1, "Status": "Enabled"})]
+                )
+            },
+        },
+    )
+    # TLS only (the one Deny statement the stack has).
+    template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": [
+                    Match.object_like(
+                        {
+                            "Effect": "Deny",
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    )
+                ]
+            }
+        },
+    )
+
+
+def test_outputs(template):
+    outputs = template.to_json()["Outputs"]
+    assert {"ApiUrl", "BatchUrl", "TableName", "ExportsBucketName"} <= set(outputs)
+
+
+def test_bundle_spec_changes_the_asset_hash(tmp_path):
+    """The local bundler is not hashed by CDK: the spec in BundlingOptions.environment is."""
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        BundleSpec().requirements.read_text().replace("cachetools==6.0.0", "cachetools==6.1.0")
+    )
+    specs = {
+        "A": BundleSpec(),
+        "B": BundleSpec(),
+        "Arm": BundleSpec(architecture="arm64"),
+        "Pins": BundleSpec(requirements=requirements),
+    }
+    stacks = {
+        name: MosaicTilerStack(app, name, MosaicTilerProps(bundle=spec))
+        for name, spec in specs.items()
+    }
+    keys = {}
+    for name, stack in stacks.items():
+        code = Template.from_stack(stack).find_resources("AWS::Lambda::Function")
+        keys[name] = {json.dumps(p["Properties"]["Code"]["S3Key"]) for p in code.values()}
+        assert len(keys[name]) == 1  # one asset shared by the three functions
+    assert keys["A"] == keys["B"]
+    assert len({next(iter(k)) for k in keys.values()}) == 3
+    assert BundleSpec(architecture="arm64").platforms[0] == "manylinux2014_aarch64"
+
+
+def test_props_from_environment_win_over_context():
+    context = {"tiler_memory_size": 1024, "data_buckets": ["a"], "batch_reserved_concurrency": None}
+    env = {"MOSAIC_CDK_TILER_MEMORY_SIZE": "4096", "MOSAIC_CDK_DATA_BUCKETS": '["x", "y"]'}
+    props = props_from_context(context.get, environ=env)
+    assert props.tiler.memory_size == 4096
+    assert props.data_buckets == ["x", "y"]
+    assert props.batch.function.reserved_concurrency is None
+    with pytest.raises(ValueError, match="tiler_memory_size"):
+        props_from_context({"tiler_memory_size": "lots"}.get, environ={})
+    with pytest.raises(ValueError, match="architecture"):
+        props_from_context({"architecture": "sparc"}.get, environ={})
+
+
+def test_cfn_lint_passes(template, tmp_path):
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template.to_json()))
+    # W3005 is CDK's own redundant DependsOn on the function roles; nothing else is ignored.
+    result = subprocess.run(
+        ["cfn-lint", "--ignore-checks", "W3005", "--", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_oversized_asset_fails_with_a_clear_message(tmp_path):
+    spec = BundleSpec(max_unzipped_bytes=10_000_000)
+    with pytest.raises(BundleTooLargeError, match=r"over the limit of 10,000,000 bytes.*rasterio"):
+        build_asset(spec, tmp_path / "asset")
+
+
+def test_infrastructure_app_synthesizes(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOSAIC_CDK_STACK_NAME", "FromEnv")
+    app = build_app(cdk.App(outdir=str(tmp_path), context={"aws:cdk:bundling-stacks": []}))
+    assembly = app.synth()
+    assert [s.stack_name for s in assembly.stacks] == ["FromEnv"]
+
+
+def test_npx_cdk_synth_from_the_repo_root(tmp_path):
+    """The pinned CLI (package.json at the root, `npm ci`) synthesizes offline, bundling the
+    real asset with the local bundler (Docker is never needed)."""
+    npx = shutil.which("npx")
+    assert npx, "npx (Node.js) is required: it runs the pinned CDK CLI"
+    assert (ROOT / "node_modules" / "aws-cdk").is_dir(), "run `npm ci` at the repo root"
+    cached_asset(BundleSpec())  # warm the dependency cache the bundler reuses
+    env = {**os.environ, **CDK_ENV, "PATH": os.environ["PATH"]}
+    env.pop("MOSAIC_CDK_STACK_NAME", None)
+    result = subprocess.run(
+        [npx, "--no-install", "cdk", "synth", "--no-notices", "-q", "-o", str(tmp_path / "out")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "docker" not in result.stderr.lower()
+    template = json.loads((tmp_path / "out" / "MosaicTiler.template.json").read_text())
+    assets = json.loads((tmp_path / "out" / "MosaicTiler.assets.json").read_text())
+    (bundle,) = [a for a in assets["files"].values() if a["source"]["path"].startswith("asset.")]
+    asset_dir = tmp_path / "out" / bundle["source"]["path"]
+    assert (asset_dir / "lambda_handler" / "handler.py").is_file()
+    assert (asset_dir / "rasterio").is_dir() and not (asset_dir / "boto3").exists()
+    assert "MosaicTable9ADB2E43" in template["Resources"]
