@@ -23,7 +23,7 @@ AREA = (-78.55, 45.0, -77.5, 45.7)
 @pytest.fixture(scope="module")
 def mosaic_uri(sample_cogs, tmp_path_factory) -> str:
     uri = str(tmp_path_factory.mktemp("export") / "scenes.json")
-    with MosaicBackend(uri, mosaic_def=from_urls(sample_cogs)) as backend:
+    with MosaicBackend(uri, mosaic_def=from_urls(sample_cogs, minzoom=8, maxzoom=12)) as backend:
         backend.write()
     return uri
 
@@ -172,3 +172,8 @@ def test_sigv4_matches_botocore(monkeypatch, token):
     assert ours["X-Amz-Date"] == request.headers["X-Amz-Date"]
     if token:
         assert ours["X-Amz-Security-Token"] == token
+
+
+def test_zoom_outside_the_mosaic_is_refused(mosaic_uri, tmp_path):
+    with pytest.raises(ExportError, match=r"zoom 14 is outside the mosaic's zooms \(8-12\)"):
+        export_mosaic(tmp_path / "deep.tif", 14, bbox=AREA, uri=mosaic_uri, concurrency=1)
