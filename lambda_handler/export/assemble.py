@@ -99,12 +99,20 @@ def to_cog(source: Path, output: Path, profile: str = "deflate") -> None:
     os.replace(tmp, output)
 
 
+# GDAL's block cache defaults to 5% of the machine's memory and counts in the exporter's RSS:
+# writing a large raster fills it with dirty blocks. A small fixed cache keeps memory flat.
+GDAL_CACHE_MB = 64
+
+
 def assemble(plan: ExportPlan, store: TileStore, output: Path, profile: str = "deflate") -> None:
     """Kept tiles -> COG at `output` (written atomically)."""
+    import rasterio
+
     staging = output.with_name(f".{output.name}.staging.tif")
     try:
-        write_mosaic_tiff(plan, store, staging)
-        to_cog(staging, output, profile)
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            write_mosaic_tiff(plan, store, staging)
+            to_cog(staging, output, profile)
     finally:
         if staging.exists():
             staging.unlink()
