@@ -109,6 +109,32 @@ def _build(
         )
 
 
+def _read_footprints(
+    urls: list[str], threads: int | None, skip_errors: bool
+) -> list[dict[str, Any]]:
+    """Footprints of COGs, read in threads behind a progress bar."""
+    from lambda_handler.mosaic import get_footprints
+
+    if not urls:
+        raise CliError("give COG paths/URLs, --urls-file or --footprints")
+    with _progress() as progress:
+        task = progress.add_task("Reading footprints", total=len(urls))
+        return get_footprints(
+            urls,
+            max_threads=threads or 16,
+            skip_errors=skip_errors,
+            progress=lambda done, total: progress.update(task, completed=done),
+        )
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """Write to a file, or to stdout without one."""
+    if output:
+        output.write_text(text)
+    else:
+        typer.echo(text)
+
+
 def _write(document, uri: str, overwrite: bool) -> None:
     from lambda_handler.backends import MosaicBackend
 
@@ -273,23 +299,12 @@ def update(
 ) -> None:
     """Add COGs (or footprints) to a stored mosaic."""
     from lambda_handler.backends import MosaicBackend
-    from lambda_handler.mosaic import get_footprints
 
     options = _builder_options(None, min_tile_cover, tile_cover_sort, max_items_per_tile, prop)
     if footprints:
         features = _read_features(footprints)
     else:
-        collected = _urls(urls, urls_file)
-        if not collected:
-            raise CliError("give COG paths/URLs, --urls-file or --footprints")
-        with _progress() as progress:
-            task = progress.add_task("Reading footprints", total=len(collected))
-            features = get_footprints(
-                collected,
-                max_threads=threads or 16,
-                skip_errors=skip_errors,
-                progress=lambda done, total: progress.update(task, completed=done),
-            )
+        features = _read_footprints(_urls(urls, urls_file), threads, skip_errors)
     with MosaicBackend(uri) as backend:
         backend.update(features, add_first=not add_last, **options)
         stderr.print(f"updated {uri}: version {backend.mosaic_def.version}")
@@ -306,24 +321,8 @@ def footprint(
     skip_errors: SkipErrors = False,
 ) -> None:
     """Write the footprints of COGs as a GeoJSON FeatureCollection."""
-    from lambda_handler.mosaic import get_footprints
-
-    collected = _urls(urls, urls_file)
-    if not collected:
-        raise CliError("give COG paths/URLs or --urls-file")
-    with _progress() as progress:
-        task = progress.add_task("Reading footprints", total=len(collected))
-        features = get_footprints(
-            collected,
-            max_threads=threads or 16,
-            skip_errors=skip_errors,
-            progress=lambda done, total: progress.update(task, completed=done),
-        )
-    text = json.dumps({"type": "FeatureCollection", "features": features})
-    if output:
-        output.write_text(text)
-    else:
-        typer.echo(text)
+    features = _read_footprints(_urls(urls, urls_file), threads, skip_errors)
+    _emit(json.dumps({"type": "FeatureCollection", "features": features}), output)
 
 
 @app.command("list")
@@ -373,11 +372,7 @@ def to_geojson(
         feature = tms.feature(quadkey_to_tile(quadkey), precision=6)
         feature["properties"] = {"quadkey": quadkey, "assets": assets, "count": len(assets)}
         features.append(feature)
-    text = json.dumps({"type": "FeatureCollection", "features": features})
-    if output:
-        output.write_text(text)
-    else:
-        typer.echo(text)
+    _emit(json.dumps({"type": "FeatureCollection", "features": features}), output)
 
 
 @app.command()

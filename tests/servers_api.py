@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,31 +115,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def api_server(api_store, tmp_path_factory) -> str:
-    """Base URL of a uvicorn server (own process, 127.0.0.1, free port) running the app."""
+@contextmanager
+def uvicorn_server(
+    factory: str, env: dict[str, str], log: Path, cwd: Path | None = None
+) -> Iterator[str]:
+    """Run `uvicorn factory --factory` in its own process on 127.0.0.1 (free port) until the
+    block ends; yields its base URL once `/healthz` answers."""
     port = free_port()
-    log = tmp_path_factory.mktemp("api-server") / "uvicorn.log"
-    env = {**os.environ, **api_store.env()}
     with log.open("wb") as handle:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "lambda_handler.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
+            [sys.executable, "-m", "uvicorn", factory, "--factory",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
@@ -160,3 +150,13 @@ def api_server(api_store, tmp_path_factory) -> str:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def api_server(api_store, tmp_path_factory) -> Iterator[str]:
+    """Base URL of a uvicorn server (own process, 127.0.0.1, free port) running the app."""
+    log = tmp_path_factory.mktemp("api-server") / "uvicorn.log"
+    with uvicorn_server(
+        "lambda_handler.app:create_app", {**os.environ, **api_store.env()}, log
+    ) as base:
+        yield base

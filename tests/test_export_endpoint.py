@@ -14,7 +14,7 @@ import rasterio
 from lambda_handler.export import export_mosaic, plan_export
 from lambda_handler.export.plan import ExportError
 from tests.conftest import PROJECT_ROOT
-from tests.servers_api import _write, free_port
+from tests.servers_api import _write, uvicorn_server
 
 MOSAIC = "export-scenes"
 AREA = (-78.55, 45.0, -77.5, 45.7)
@@ -25,31 +25,10 @@ ZOOM = 11
 def faulty_server(api_store, sample_cogs, tmp_path_factory):
     """The API behind the fault injector: 30% of tiles fail once (500/429/timeout/drop)."""
     _write(api_store.uri(MOSAIC), sample_cogs, minzoom=8, maxzoom=12)
-    port = free_port()
-    log = tmp_path_factory.mktemp("faulty") / "uvicorn.log"
     env = {**os.environ, **api_store.env(), "FAULT_RATE": "0.3", "FAULT_DELAY": "3"}
-    with log.open("wb") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tests.faulty_app:create_faulty_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env=env, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(log.read_text()[-2000:])
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(log.read_text()[-2000:])
-        time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    log = tmp_path_factory.mktemp("faulty") / "uvicorn.log"
+    with uvicorn_server("tests.faulty_app:create_faulty_app", env, log, cwd=PROJECT_ROOT) as base:
+        yield base
 
 
 def served(base: str) -> dict:
