@@ -6,10 +6,11 @@ import runs in a fresh `env -i python3.12 -S` with the asset and a boto3 "runtim
 sys.path and the variables Lambda sets (`AWS_LAMBDA_FUNCTION_NAME`, `_HANDLER`), so both build
 their FastAPI app at import, as in Lambda's init phase.
 
-    python3 benchmarks/bench_coldstart.py [--runs 7]
+    python3 benchmarks/bench_coldstart.py [--runs 7] [--breakdown 15]
 
 Prints the median import time of each, the ratio (target <= 0.5x) and the unzipped/zipped sizes
-of both assets (target: ours smaller).
+of both assets (target: ours smaller); `--breakdown N` adds the N costliest imports of ours
+(`python -X importtime`, cumulative, top two levels) and whether the geospatial stack was loaded.
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ def runtime_dir(spec: BundleSpec) -> Path:
     return target
 
 
-def import_seconds(python: str, asset: Path, runtime: Path, module: str, handler: str) -> float:
-    """One cold import in a fresh interpreter."""
-    env = {
+def lambda_env(asset: Path, runtime: Path, handler: str) -> dict[str, str]:
+    """The environment of a cold start: only the asset and the runtime's boto3 on sys.path."""
+    return {
         "PYTHONPATH": f"{asset}{os.pathsep}{runtime}",
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
         "_HANDLER": handler,
@@ -111,6 +112,11 @@ def import_seconds(python: str, asset: Path, runtime: Path, module: str, handler
         "PROJ_DATA": str(asset / "rasterio" / "proj_data"),
         "MOSAIC_API_MOSAIC_URI_TEMPLATE": "dynamodb:///mosaics:{mosaic_id}",
     }
+
+
+def import_seconds(python: str, asset: Path, runtime: Path, module: str, handler: str) -> float:
+    """One cold import in a fresh interpreter."""
+    env = lambda_env(asset, runtime, handler)
     out = subprocess.run(
         [
             "env",
@@ -129,6 +135,35 @@ def import_seconds(python: str, asset: Path, runtime: Path, module: str, handler
     return float(out.stdout.strip().splitlines()[-1])
 
 
+HEAVY = ("rasterio", "numpy", "rio_tiler", "morecantile", "pyproj", "shapely", "boto3")
+
+
+def import_breakdown(python: str, asset: Path, runtime: Path, count: int) -> None:
+    """Print the costliest imports of a cold `lambda_handler.handler` import (importtime)."""
+    env = lambda_env(asset, runtime, "lambda_handler.handler.handler")
+    code = f"import sys, lambda_handler.handler; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run(
+        ["env", "-i", *(f"{k}={v}" for k, v in env.items()), python, "-S", "-X", "importtime"]
+        + ["-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=asset,
+    )
+    rows = []
+    for line in out.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        own, total, name = line.removeprefix("import time:").split("|")
+        depth = (len(name) - len(name.lstrip())) // 2
+        if depth <= 2:
+            rows.append((int(total), int(own), depth, name.strip()))
+    print(f"lambda_handler.handler imports (cumulative ms, self ms; {count} costliest, 2 levels):")
+    for total, own, depth, name in sorted(rows, key=lambda row: -row[0])[:count]:
+        print(f"  {total / 1000:7.1f} {own / 1000:7.1f}  {'  ' * depth}{name}")
+    print(f"geospatial stack loaded at cold start: {out.stdout.strip()} (expected: [])")
+
+
 def sizes(asset: Path) -> tuple[int, int]:
     """(unzipped, zipped) bytes of an asset directory."""
     unzipped = sum(p.stat().st_size for p in asset.rglob("*") if p.is_file())
@@ -145,6 +180,7 @@ def main() -> None:
     """Build both assets (cached), time the imports, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--breakdown", type=int, default=0, metavar="N")
     args = parser.parse_args()
     python = find_python("3.12")
     spec = BundleSpec()
@@ -175,6 +211,8 @@ def main() -> None:
     print(f"cold-import ratio lambda_handler / titiler.mosaic: {ratio:.2f}x (target <= 0.5x)")
     for name, (_, (unzipped, zipped)) in results.items():
         print(f"{name:16} asset {unzipped / 1e6:6.1f} MB unzipped, {zipped / 1e6:6.1f} MB zipped")
+    if args.breakdown:
+        import_breakdown(python, ours, runtime, args.breakdown)
 
 
 if __name__ == "__main__":

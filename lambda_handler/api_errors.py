@@ -1,32 +1,24 @@
 """Every error the API can meet, mapped to an HTTP status code in this one place.
 
 Handlers answer `{"detail": message}` (FastAPI's shape); 422 answers also name the field.
+
+The errors of rio-tiler, morecantile, pyproj and rasterio are named "module.Class" and resolved
+when an error is mapped, against the modules already imported: the app is built without
+importing those libraries (Lambda cold start), and an error of a library that was never
+imported cannot be raised. Their common base is `Exception`, for which Starlette's handlers
+would turn every error into a re-raised 500, so routes are built with `ErrorMappingRoute`,
+which answers the mapped errors itself and lets every other error through.
 """
 
 import logging
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from morecantile.errors import MorecantileError, PointOutsideTMSBounds
-from pyproj.exceptions import CRSError as ProjCRSError
-from pyproj.exceptions import ProjError
-from rasterio.errors import CRSError
-from rio_tiler.errors import (
-    EmptyMosaicError,
-    InvalidBandName,
-    InvalidBufferSize,
-    InvalidColorFormat,
-    InvalidColorMapName,
-    InvalidExpression,
-    InvalidFormat,
-    MaxArraySizeError,
-    MissingBands,
-    NoAssetFoundError,
-    PointOutsideBounds,
-    RioTilerError,
-    TileOutsideBounds,
-)
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -44,7 +36,6 @@ from lambda_handler.errors import (
     ReadOnlyBackendError,
     UnsupportedURIError,
 )
-from lambda_handler.reading import GDAL_ERRORS, AssetReadError
 from lambda_handler.rendering import RenderError
 
 logger = logging.getLogger(__name__)
@@ -70,16 +61,19 @@ class ListingNotSupportedError(MosaicError):
     """The configured store cannot list its mosaics."""
 
 
+# An error class, or "module.Class" for the classes of lazily imported libraries.
+ErrorClass = type[BaseException] | str
+
 # (exception class, status code, field named in 422 answers); the first match wins, so more
 # specific classes come first.
-STATUS_CODES: list[tuple[type[BaseException], int, str | None]] = [
+STATUS_CODES: list[tuple[ErrorClass, int, str | None]] = [
     (InvalidMosaicNameError, 422, "mosaic_id"),
     (MosaicNotFoundError, 404, None),
     (MosaicExistsError, 409, None),
     (ReadOnlyBackendError, 405, None),
     (MosaicAuthError, 424, None),
     (FootprintReadError, 424, "urls"),
-    (AssetReadError, 424, None),
+    ("lambda_handler.reading.AssetReadError", 424, None),
     (MosaicWriteError, 503, None),
     (UnsupportedURIError, 422, "url"),
     (BackendNotAvailableError, 422, "url"),
@@ -87,26 +81,63 @@ STATUS_CODES: list[tuple[type[BaseException], int, str | None]] = [
     (InvalidMosaicError, 422, "body"),
     (RenderError, 422, None),
     (ListingNotSupportedError, 501, None),
-    (NoAssetFoundError, 204, None),
-    (EmptyMosaicError, 204, None),
-    (TileOutsideBounds, 404, None),
-    (PointOutsideBounds, 404, None),
-    (PointOutsideTMSBounds, 404, None),
-    (InvalidBandName, 422, "bidx"),
-    (MissingBands, 422, "bidx"),
-    (InvalidExpression, 422, "expression"),
-    (InvalidColorMapName, 422, "colormap_name"),
-    (InvalidColorFormat, 422, "colormap"),
-    (InvalidBufferSize, 422, "buffer"),
-    (InvalidFormat, 422, None),
-    (MaxArraySizeError, 422, "tilesize"),
-    (RioTilerError, 422, None),
-    (MorecantileError, 422, "tileMatrixSetId"),
-    (CRSError, 422, "coord_crs"),
-    (ProjCRSError, 422, "coord_crs"),
-    (ProjError, 422, None),
+    ("rio_tiler.errors.NoAssetFoundError", 204, None),
+    ("rio_tiler.errors.EmptyMosaicError", 204, None),
+    ("rio_tiler.errors.TileOutsideBounds", 404, None),
+    ("rio_tiler.errors.PointOutsideBounds", 404, None),
+    ("morecantile.errors.PointOutsideTMSBounds", 404, None),
+    ("rio_tiler.errors.InvalidBandName", 422, "bidx"),
+    ("rio_tiler.errors.MissingBands", 422, "bidx"),
+    ("rio_tiler.errors.InvalidExpression", 422, "expression"),
+    ("rio_tiler.errors.InvalidColorMapName", 422, "colormap_name"),
+    ("rio_tiler.errors.InvalidColorFormat", 422, "colormap"),
+    ("rio_tiler.errors.InvalidBufferSize", 422, "buffer"),
+    ("rio_tiler.errors.InvalidFormat", 422, None),
+    ("rio_tiler.errors.MaxArraySizeError", 422, "tilesize"),
+    ("rio_tiler.errors.RioTilerError", 422, None),
+    ("morecantile.errors.MorecantileError", 422, "tileMatrixSetId"),
+    ("rasterio.errors.CRSError", 422, "coord_crs"),
+    ("pyproj.exceptions.CRSError", 422, "coord_crs"),
+    ("pyproj.exceptions.ProjError", 422, None),
     (MosaicError, 422, None),
 ]
+# What GDAL raises when a dataset is missing, unreadable or corrupt (lambda_handler.reading's
+# GDAL_ERRORS): 424 when met outside an asset read.
+GDAL_ERROR_NAMES: tuple[str, ...] = (
+    "rasterio.errors.RasterioError",
+    "rasterio._err.CPLE_BaseError",
+)
+# The errors answered by the API; any other error is a bug (500, logged by the server).
+HANDLED: tuple[ErrorClass, ...] = (
+    ApiError,
+    MosaicError,
+    "rio_tiler.errors.RioTilerError",
+    "morecantile.errors.MorecantileError",
+    "pyproj.exceptions.ProjError",
+    "rasterio.errors.CRSError",
+    *GDAL_ERROR_NAMES,
+)
+
+
+def resolve(cls: ErrorClass) -> type[BaseException] | None:
+    """The class itself, or the class a "module.Class" name designates if its module is
+    imported (None otherwise: no error of it can exist)."""
+    if isinstance(cls, type):
+        return cls
+    module_name, _, name = cls.rpartition(".")
+    module = sys.modules.get(module_name)
+    return getattr(module, name, None) if module is not None else None
+
+
+def is_a(error: BaseException, cls: ErrorClass) -> bool:
+    """`isinstance(error, cls)` for a class or a "module.Class" name, importing nothing."""
+    resolved = resolve(cls)
+    return resolved is not None and isinstance(error, resolved)
+
+
+def is_handled(error: BaseException) -> bool:
+    """Whether the API answers `error` with its own status code (else it is a 500)."""
+    return any(is_a(error, cls) for cls in HANDLED)
 
 
 def status_for(error: BaseException) -> tuple[int, str | None]:
@@ -114,9 +145,9 @@ def status_for(error: BaseException) -> tuple[int, str | None]:
     if isinstance(error, ApiError):
         return error.status_code, error.field
     for cls, status, field in STATUS_CODES:
-        if isinstance(error, cls):
+        if is_a(error, cls):
             return status, getattr(error, "field", None) or field
-    if isinstance(error, GDAL_ERRORS):
+    if any(is_a(error, cls) for cls in GDAL_ERROR_NAMES):
         return 424, None
     return 500, None
 
@@ -159,11 +190,35 @@ async def _handle_validation(request: Request, error: RequestValidationError) ->
     return JSONResponse({"detail": problems}, status_code=422)
 
 
+class ErrorMappingRoute(APIRoute):
+    """An APIRoute answering the errors the API maps (`is_handled`) with `error_response`.
+
+    Exception handlers registered on the app would need the classes, hence the libraries,
+    at startup; other errors (HTTPException, request validation, bugs) go on to the app's
+    handlers as usual.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The route's handler, wrapped."""
+        handler = super().get_route_handler()
+
+        async def mapped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as error:
+                if not is_handled(error):
+                    raise
+                return error_response(error)
+
+        return mapped
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers on `app`."""
+    """Register the handlers on `app`; routes added to the app itself map errors too (routers
+    must be created with `route_class=ErrorMappingRoute`)."""
+    app.router.route_class = ErrorMappingRoute
     app.add_exception_handler(StarletteHTTPException, _handle_http)
     app.add_exception_handler(RequestValidationError, _handle_validation)
-    for cls in (ApiError, MosaicError, RioTilerError, MorecantileError, ProjError, CRSError):
-        app.add_exception_handler(cls, _handle)
-    for cls in GDAL_ERRORS:
+    # Also outside routes (middlewares), for the package's own errors.
+    for cls in (ApiError, MosaicError):
         app.add_exception_handler(cls, _handle)

@@ -4,7 +4,7 @@ Every failure the package knows about has its own class so callers (the CLI, the
 map it to an exit code or a status code in one place, with the message intact.
 """
 
-from rio_tiler.errors import NoAssetFoundError
+from typing import Any
 
 __all__ = [
     "BackendNotAvailableError",
@@ -17,7 +17,7 @@ __all__ = [
     "MosaicNotFoundError",
     "MosaicWriteError",
     "MultipleDataTypeError",
-    "NoAssetFoundError",
+    "NoAssetFoundError",  # noqa: F822 - provided lazily by __getattr__ below
     "ReadOnlyBackendError",
     "UnsupportedURIError",
 ]
@@ -74,3 +74,13 @@ class FootprintReadError(MosaicError):
 
 class MultipleDataTypeError(MosaicError, ValueError):
     """The datasets of one mosaic must share one data type."""
+
+
+def __getattr__(name: str) -> Any:
+    # rio-tiler's NoAssetFoundError is re-exported lazily: importing the package's errors must
+    # not import rio-tiler (and rasterio, numpy behind it) on the Lambda cold-start path.
+    if name == "NoAssetFoundError":
+        from rio_tiler.errors import NoAssetFoundError
+
+        return NoAssetFoundError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

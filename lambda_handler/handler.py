@@ -1,9 +1,12 @@
 """Lambda entry points: `handler` (HTTP API / REST API) and `batch_handler` (Function URL).
 
-Both run the FastAPI app through mangum. Module import is stdlib only: the app (and rasterio
-behind it) is built by the first invoke, or during Lambda's init phase for the entry point named
-by `_HANDLER` when running in Lambda, so the GDAL defaults of `LambdaSettings` are in the
-environment before rasterio is imported, and a process never builds the app it does not serve.
+Both run the FastAPI app through mangum. Module import is stdlib only: the app is built by the
+first invoke, or during Lambda's init phase for the entry point named by `_HANDLER` when running
+in Lambda, so the GDAL defaults of `LambdaSettings` are in the environment before rasterio is
+imported, and a process never builds the app it does not serve. Building the app imports no
+geospatial library: rasterio, rio-tiler, numpy and morecantile are imported by the first request
+that reads a mosaic, and the mosaic routes are built by the first request under their prefix
+(tests/test_imports.py).
 
 The event loop: mangum 0.22 runs each request on `asyncio.get_event_loop()`. On Python 3.12+
 that call fails or warns when no loop is set, and anything that used `asyncio.run` in between

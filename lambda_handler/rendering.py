@@ -1,15 +1,19 @@
-"""Encoding tiles as images: formats, rescaling, colormaps, masks."""
+"""Encoding tiles as images: formats, rescaling, colormaps, masks.
+
+`ImageFormat` and `RenderError` are used by the API at startup: numpy, rasterio and rio-tiler
+are imported by the functions that encode, on the first tile.
+"""
+
+from __future__ import annotations
 
 import warnings
 from enum import StrEnum
-from typing import Any
-
-import numpy
-from rasterio.errors import RasterioError
-from rio_tiler.errors import InvalidDatatypeWarning, RioTilerError
-from rio_tiler.models import ImageData
+from typing import TYPE_CHECKING, Any
 
 from lambda_handler.errors import MosaicError
+
+if TYPE_CHECKING:
+    from rio_tiler.models import ImageData
 
 
 class RenderError(MosaicError, ValueError):
@@ -69,6 +73,8 @@ _GDAL_OPTIONS: dict[str, dict[str, Any]] = {
 
 def default_format(image: ImageData) -> ImageFormat:
     """png when the tile has masked pixels, jpeg otherwise."""
+    import numpy
+
     return ImageFormat.png if numpy.ma.getmaskarray(image.array).any() else ImageFormat.jpeg
 
 
@@ -80,6 +86,9 @@ def render_image(
     return_mask: bool = True,
 ) -> tuple[bytes, str]:
     """Encode `image`: (body, media type). Raises RenderError naming the faulty parameter."""
+    from rasterio.errors import RasterioError
+    from rio_tiler.errors import InvalidDatatypeWarning, RioTilerError
+
     fmt = output_format or default_format(image)
     if rescale:
         if len(rescale) not in (1, image.count):

@@ -1,4 +1,8 @@
-"""Settings: every environment variable the package reads is declared here."""
+"""Settings: every environment variable the package reads is declared here.
+
+Every class is `defer_build=True`: pydantic builds a class's validator when it is first
+instantiated, so a Lambda cold start pays only for the two classes it uses (Api, Lambda).
+"""
 
 import os
 from functools import lru_cache
@@ -19,7 +23,7 @@ class CacheSettings(BaseSettings):
     maxsize: int = Field(1024, ge=0, description="Entries kept at most, per cache.")
     disable: bool = False
 
-    model_config = SettingsConfigDict(env_prefix="MOSAIC_CACHE_")
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_CACHE_", defer_build=True)
 
     @property
     def enabled(self) -> bool:
@@ -32,7 +36,7 @@ class BuildSettings(BaseSettings):
 
     footprint_threads: int = Field(16, ge=1, description="Threads reading dataset footprints.")
 
-    model_config = SettingsConfigDict(env_prefix="MOSAIC_BUILD_")
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_BUILD_", defer_build=True)
 
 
 class ReadSettings(BaseSettings):
@@ -41,7 +45,7 @@ class ReadSettings(BaseSettings):
     threads: int = Field(default_factory=_default_threads, ge=0)
     http_timeout: float = Field(10.0, gt=0, description="Timeout of HTTP(S) mosaic reads.")
 
-    model_config = SettingsConfigDict(env_prefix="MOSAIC_READ_")
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_READ_", defer_build=True)
 
 
 @lru_cache
@@ -76,7 +80,7 @@ class CloudStorageSettings(BaseSettings):
     gcs_project: str | None = Field(None, description="Project of the GCS client.")
     timeout: float = Field(30.0, gt=0, description="Seconds a GCS/Azure request may take.")
 
-    model_config = SettingsConfigDict(env_prefix="MOSAIC_CLOUD_")
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_CLOUD_", defer_build=True)
 
 
 @lru_cache
@@ -108,7 +112,7 @@ class AwsSettings(BaseSettings):
         300.0, gt=0, description="Lease of a DynamoDB mosaic writer's lock (renewed while writing)."
     )
 
-    model_config = SettingsConfigDict(env_prefix="MOSAIC_AWS_")
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_AWS_", defer_build=True)
 
 
 @lru_cache
@@ -144,7 +148,7 @@ class ApiSettings(BaseSettings):
     gzip_minimum_size: int = Field(500, ge=0, description="Smallest text response gzipped.")
     root_path: str = ""
 
-    model_config = SettingsConfigDict(env_prefix="MOSAIC_API_")
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_API_", defer_build=True)
 
     def model_post_init(self, context: object) -> None:
         """Reject a template without the id placeholder (every id would share one mosaic)."""
@@ -178,7 +182,7 @@ class StacSettings(BaseSettings):
         5000, ge=0, description="Searched items kept for the STAC reader (saves one GET per item)."
     )
 
-    model_config = SettingsConfigDict(env_prefix="MOSAIC_STAC_")
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_STAC_", defer_build=True)
 
 
 @lru_cache
@@ -230,7 +234,7 @@ class LambdaSettings(BaseSettings):
         3600, ge=1, le=604_800, description="Lifetime of the exported response's presigned URL."
     )
 
-    model_config = SettingsConfigDict(env_prefix="MOSAIC_LAMBDA_")
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_LAMBDA_", defer_build=True)
 
     def gdal_environment(self, batch: bool = False) -> dict[str, str]:
         """GDAL configuration variables (the batch function gets the longer HTTP timeout)."""

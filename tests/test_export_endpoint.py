@@ -108,7 +108,14 @@ def test_killed_export_resumes_without_rerendering(faulty_server, tmp_path):
     assert 0 < kept < total
     assert not output.exists()
 
+    # Requests of the killed run may still be finishing on the server: wait until it is idle.
     before = served(faulty_server)
+    while True:
+        time.sleep(0.5)
+        settled = served(faulty_server)
+        if settled == before:
+            break
+        before = settled
     rerun = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     after = served(faulty_server)

@@ -1,10 +1,35 @@
-"""`MosaicBackend(uri, **kwargs)`: the backend for a URI, chosen by its scheme."""
+"""`MosaicBackend(uri, **kwargs)`: the backend for a URI, chosen by its scheme.
+
+Importing this module is cheap (no rio-tiler, rasterio or numpy): the HTTP API imports it at
+startup to validate mosaic ids, and a backend module is imported only when a URI needs it.
+"""
 
 import importlib
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
-from lambda_handler.backends.base import MosaicJSONBackend, validate_mosaic_name
-from lambda_handler.errors import BackendNotAvailableError, UnsupportedURIError
+from lambda_handler.errors import (
+    BackendNotAvailableError,
+    InvalidMosaicNameError,
+    UnsupportedURIError,
+)
+
+if TYPE_CHECKING:
+    from lambda_handler.backends.base import MosaicJSONBackend
+
+# Letters, digits, '-', '_', '.'; not starting with '.', so '.', '..' and hidden names are out.
+MOSAIC_NAME_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-.]{0,254}$")
+
+
+def validate_mosaic_name(name: str) -> str:
+    """Return `name` if it is a safe mosaic name, else raise InvalidMosaicNameError."""
+    if not isinstance(name, str) or not MOSAIC_NAME_RE.match(name) or ".." in name:
+        raise InvalidMosaicNameError(
+            f"invalid mosaic name {name!r}: use 1-255 letters, digits, '-', '_' or '.', "
+            "not starting with '.' and without '..' or '/'"
+        )
+    return name
+
 
 # scheme prefix -> (module, class, human name). Modules are imported on first use so a tile
 # request never pays for backends (and client libraries) it does not use.
@@ -24,7 +49,7 @@ _BACKENDS: dict[str, tuple[str, str, str]] = {
 SUPPORTED_SCHEMES = [*_BACKENDS, "a local path", ":memory:"]
 
 
-def _load(module_name: str, class_name: str, label: str) -> type[MosaicJSONBackend]:
+def _load(module_name: str, class_name: str, label: str) -> "type[MosaicJSONBackend]":
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
@@ -38,7 +63,7 @@ def _load(module_name: str, class_name: str, label: str) -> type[MosaicJSONBacke
     return getattr(module, class_name)
 
 
-def backend_class(uri: str | None) -> type[MosaicJSONBackend]:
+def backend_class(uri: str | None) -> "type[MosaicJSONBackend]":
     """The backend class serving `uri` (raises UnsupportedURIError for unknown schemes)."""
     if uri is None or uri == ":memory:":
         from lambda_handler.backends.memory import MemoryBackend
@@ -60,7 +85,7 @@ def backend_class(uri: str | None) -> type[MosaicJSONBackend]:
     return FileBackend
 
 
-def MosaicBackend(uri: str | None, **kwargs: Any) -> MosaicJSONBackend:  # noqa: N802
+def MosaicBackend(uri: str | None, **kwargs: Any) -> "MosaicJSONBackend":  # noqa: N802
     """Open the mosaic at `uri` (or prepare to write `mosaic_def` there)."""
     cls = backend_class(uri)
     if uri is None:
@@ -68,7 +93,17 @@ def MosaicBackend(uri: str | None, **kwargs: Any) -> MosaicJSONBackend:  # noqa:
     return cls(uri, **kwargs)
 
 
+def __getattr__(name: str) -> Any:
+    # The base class pulls rio-tiler, rasterio and numpy: loaded when first asked for.
+    if name == "MosaicJSONBackend":
+        from lambda_handler.backends.base import MosaicJSONBackend
+
+        return MosaicJSONBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "MOSAIC_NAME_RE",
     "SUPPORTED_SCHEMES",
     "MosaicBackend",
     "MosaicJSONBackend",

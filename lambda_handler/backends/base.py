@@ -8,7 +8,6 @@ tile/point rendering through rio-tiler) is here, once.
 
 import bisect
 import itertools
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -23,26 +22,16 @@ from rio_tiler.mosaic.backend import BaseBackend, MosaicInfo
 from rio_tiler.utils import CRS_to_uri
 
 from lambda_handler import cache
-from lambda_handler.errors import InvalidMosaicNameError, ReadOnlyBackendError
-from lambda_handler.mosaic.builder import from_features
+
+# Name validation lives in the (light) package module; re-exported here for the backends.
+from lambda_handler.backends import MOSAIC_NAME_RE as MOSAIC_NAME_RE
+from lambda_handler.backends import validate_mosaic_name as validate_mosaic_name
+from lambda_handler.errors import ReadOnlyBackendError
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.mosaic.tiling import matrix_grid, quadkey_to_tile, quadkeys, tile_quadkey
 
-# Letters, digits, '-', '_', '.'; not starting with '.', so '.', '..' and hidden names are out.
-MOSAIC_NAME_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-.]{0,254}$")
-
 # A bbox lookup enumerating more quadkeys than this switches to prefix lookups one zoom up.
 MAX_BBOX_QUADKEYS = 1024
-
-
-def validate_mosaic_name(name: str) -> str:
-    """Return `name` if it is a safe mosaic name, else raise InvalidMosaicNameError."""
-    if not isinstance(name, str) or not MOSAIC_NAME_RE.match(name) or ".." in name:
-        raise InvalidMosaicNameError(
-            f"invalid mosaic name {name!r}: use 1-255 letters, digits, '-', '_' or '.', "
-            "not starting with '.' and without '..' or '/'"
-        )
-    return name
 
 
 def _to_mosaic(value: Any) -> MosaicJSON | None:
@@ -315,6 +304,9 @@ class MosaicJSONBackend(BaseBackend):
     ) -> None:
         """Add footprints to the mosaic: merge their assets per quadkey, bump the version,
         union the bounds. An asset already listed for a quadkey is not added twice."""
+        # The builder (and shapely behind it) is not needed to read tiles: imported by updates.
+        from lambda_handler.mosaic.builder import from_features
+
         current = self.mosaic_def
         addition = from_features(
             features,

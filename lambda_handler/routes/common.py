@@ -1,25 +1,28 @@
-"""Helpers shared by the routes: mosaic URIs, opening backends, zooms, ETags, headers."""
+"""Helpers shared by the routes: mosaic URIs, opening backends, zooms, ETags, headers.
+
+pyproj, morecantile, rasterio and rio-tiler are imported by the helpers that use them (on the
+first request that reads a mosaic), not at startup.
+"""
 
 import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pyproj
 from fastapi import Depends, Path, Query, Request
-from morecantile import Tile, TileMatrixSet
-from morecantile.utils import meters_per_unit
-from rasterio.warp import transform_bounds
-from rio_tiler.constants import WEB_MERCATOR_TMS
 from starlette.responses import Response
 
 from lambda_handler.api_errors import ApiError, OutsideMosaicError
-from lambda_handler.backends import MosaicBackend, MosaicJSONBackend, validate_mosaic_name
-from lambda_handler.reading import GDAL_ERRORS, STAC_ASSET_TYPES, AssetReader, stac_reader
+from lambda_handler.backends import MosaicBackend, validate_mosaic_name
 from lambda_handler.routes.dependencies import get_settings
 from lambda_handler.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from morecantile import TileMatrixSet
+
+    from lambda_handler.backends.base import MosaicJSONBackend
 
 
 def uri_for_id(mosaic_id: str, settings: ApiSettings) -> str:
@@ -53,8 +56,12 @@ def mosaic_url_uri(
 
 
 @contextmanager
-def open_backend(uri: str, tms: TileMatrixSet | None = None) -> Iterator[MosaicJSONBackend]:
+def open_backend(uri: str, tms: "TileMatrixSet | None" = None) -> "Iterator[MosaicJSONBackend]":
     """Open the mosaic at `uri` for requests in `tms`, with zooms translated to that TMS."""
+    from rio_tiler.constants import WEB_MERCATOR_TMS
+
+    from lambda_handler.reading import STAC_ASSET_TYPES, AssetReader, stac_reader
+
     tms = tms or WEB_MERCATOR_TMS
     backend = MosaicBackend(uri, tms=tms, reader=AssetReader)
     try:
@@ -71,10 +78,15 @@ def open_backend(uri: str, tms: TileMatrixSet | None = None) -> Iterator[MosaicJ
 
 @lru_cache(maxsize=64)
 def _units(crs_wkt: str) -> float:
+    import pyproj
+    from morecantile.utils import meters_per_unit
+
     return meters_per_unit(pyproj.CRS.from_user_input(crs_wkt))
 
 
-def _equivalent_zoom(source: TileMatrixSet, zoom: int, target: TileMatrixSet, upper: bool) -> int:
+def _equivalent_zoom(
+    source: "TileMatrixSet", zoom: int, target: "TileMatrixSet", upper: bool
+) -> int:
     resolution_m = source.matrix(zoom).cellSize * _units(source.rasterio_crs.to_wkt())
     return target.zoom_for_res(
         resolution_m / _units(target.rasterio_crs.to_wkt()),
@@ -83,11 +95,13 @@ def _equivalent_zoom(source: TileMatrixSet, zoom: int, target: TileMatrixSet, up
 
 
 def zoom_range(
-    mosaic_tms: TileMatrixSet, minzoom: int, maxzoom: int, tms: TileMatrixSet
+    mosaic_tms: "TileMatrixSet", minzoom: int, maxzoom: int, tms: "TileMatrixSet"
 ) -> tuple[int, int]:
     """Zooms of `tms` matching the mosaic's zooms (by resolution); the same in the same TMS."""
     if mosaic_tms.id == tms.id and mosaic_tms == tms:
         return minzoom, maxzoom
+    import pyproj
+
     try:
         low = _equivalent_zoom(mosaic_tms, minzoom, tms, upper=False)
         high = _equivalent_zoom(mosaic_tms, maxzoom, tms, upper=True)
@@ -96,8 +110,13 @@ def zoom_range(
     return min(low, high), max(low, high)
 
 
-def check_tile(backend: MosaicJSONBackend, x: int, y: int, z: int) -> None:
+def check_tile(backend: "MosaicJSONBackend", x: int, y: int, z: int) -> None:
     """404 unless (x, y, z) is a tile of the TMS, within the zooms and touching the mosaic."""
+    from morecantile import Tile
+    from rasterio.warp import transform_bounds
+
+    from lambda_handler.reading import GDAL_ERRORS
+
     if not backend.minzoom <= z <= backend.maxzoom:
         raise OutsideMosaicError(
             f"zoom {z} is outside the mosaic's zooms ({backend.minzoom}-{backend.maxzoom}) "
@@ -119,7 +138,7 @@ def check_tile(backend: MosaicJSONBackend, x: int, y: int, z: int) -> None:
         raise OutsideMosaicError(f"tile {z}/{x}/{y} is outside the mosaic bounds")
 
 
-def check_point(backend: MosaicJSONBackend, lon: float, lat: float) -> None:
+def check_point(backend: "MosaicJSONBackend", lon: float, lat: float) -> None:
     """404 unless the point (in the mosaic's geographic CRS) lies within the mosaic bounds."""
     mw, ms, me, mn = backend.bounds
     if not (mw <= lon <= me and ms <= lat <= mn):

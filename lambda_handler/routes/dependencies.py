@@ -2,28 +2,123 @@
 
 Each dataclass is a FastAPI dependency: its fields are query parameters, validation problems
 answer 422 naming the parameter.
+
+Nothing here imports rasterio, rio-tiler or morecantile at module level (the Lambda cold start
+builds the app without them): the names FastAPI validates (TileMatrixSets, colormaps, pixel
+selection and resampling methods) are `Literal` types built from the libraries' data files or
+from constants, which tests/test_imports.py checks against the libraries themselves.
 """
 
+import importlib
+import importlib.util
 import json
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import morecantile
 from fastapi import Query, Request
-from rasterio.crs import CRS
-from rio_tiler.colormap import cmap, parse_color
-from rio_tiler.mosaic.methods import PixelSelectionMethod
-from rio_tiler.mosaic.methods.base import MosaicMethodBase
-from rio_tiler.types import RIOResampling, WarpResampling
 
 from lambda_handler.api_errors import ApiError
 from lambda_handler.rendering import ImageFormat
 from lambda_handler.settings import ApiSettings
 
-TileMatrixSetId = Literal[tuple(morecantile.tms.list())]  # type: ignore[valid-type]
-PixelSelectionName = Literal[tuple(m.name for m in PixelSelectionMethod)]  # type: ignore[valid-type]
-ColorMapName = Literal[tuple(sorted(cmap.list()))]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    import morecantile
+    from rasterio.crs import CRS
+
+
+def _data_files(
+    package: str, folder: str, suffixes: tuple[str, ...], env_var: str, recursive: bool
+) -> list[str]:
+    """Paths of the data files a library registers by name (file stem), found without
+    importing it.
+
+    Mirrors how morecantile (TileMatrixSets) and rio-tiler (colormaps) find theirs: the
+    package's data folder, then the folder named by an environment variable.
+    """
+    spec = importlib.util.find_spec(package)
+    locations = (spec.submodule_search_locations or []) if spec else []
+    folders = [os.path.join(location, folder) for location in locations]
+    if os.environ.get(env_var):
+        folders.append(os.environ[env_var])
+    paths = []
+    for top in folders:
+        # os.walk: a third of pathlib.glob's time for rio-tiler's 200+ colormaps.
+        for directory, subdirectories, files in os.walk(top):
+            paths += [os.path.join(directory, f) for f in files if f.endswith(suffixes)]
+            if not recursive:
+                subdirectories.clear()
+    return paths
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def tms_ids() -> list[str]:
+    """Ids of the TileMatrixSets morecantile knows, in `morecantile.tms.list()`'s order."""
+    paths = _data_files("morecantile", "data", (".json",), "TILEMATRIXSET_DIRECTORY", False)
+    # morecantile keys the sorted paths (pathlib order) of both folders by stem.
+    ordered = sorted(paths, key=lambda p: PurePath(p).parts)
+    names = list(dict.fromkeys(_stem(p) for p in ordered))
+    return names or importlib.import_module("morecantile").tms.list()
+
+
+def colormap_names() -> list[str]:
+    """Names of rio-tiler's colormaps, sorted (as `sorted(rio_tiler.colormap.cmap.list())`)."""
+    paths = _data_files("rio_tiler", "cmap_data", (".npy", ".json"), "COLORMAP_DIRECTORY", True)
+    names = {_stem(p) for p in paths}
+    return sorted(names or importlib.import_module("rio_tiler.colormap").cmap.list())
+
+
+# rio_tiler.mosaic.methods.PixelSelectionMethod's names, in its order.
+PIXEL_SELECTION_METHODS = (
+    "first",
+    "highest",
+    "lowest",
+    "mean",
+    "median",
+    "stdev",
+    "lastbandlow",
+    "lastbandhigh",
+    "count",
+)
+# rio_tiler.types.RIOResampling and WarpResampling.
+RIO_RESAMPLING_METHODS = (
+    "nearest",
+    "bilinear",
+    "cubic",
+    "cubic_spline",
+    "lanczos",
+    "average",
+    "mode",
+    "gauss",
+    "rms",
+)
+WARP_RESAMPLING_METHODS = (
+    "nearest",
+    "bilinear",
+    "cubic",
+    "cubic_spline",
+    "lanczos",
+    "average",
+    "mode",
+    "max",
+    "min",
+    "med",
+    "q1",
+    "q3",
+    "sum",
+    "rms",
+)
+
+TileMatrixSetId = Literal[tuple(tms_ids())]  # type: ignore[valid-type]
+PixelSelectionName = Literal[PIXEL_SELECTION_METHODS]  # type: ignore[valid-type]
+ColorMapName = Literal[tuple(colormap_names())]  # type: ignore[valid-type]
+RIOResampling = Literal[RIO_RESAMPLING_METHODS]  # type: ignore[valid-type]
+WarpResampling = Literal[WARP_RESAMPLING_METHODS]  # type: ignore[valid-type]
 
 
 def invalid(field_name: str, message: str) -> ApiError:
@@ -36,15 +131,19 @@ def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def get_tms(tms_id: str) -> morecantile.TileMatrixSet:
+def get_tms(tms_id: str) -> "morecantile.TileMatrixSet":
     """The TileMatrixSet named `tms_id` (validated by the Literal type already)."""
+    import morecantile
+
     return morecantile.tms.get(tms_id)
 
 
-def parse_crs(value: str | None, field_name: str = "coord_crs") -> CRS | None:
+def parse_crs(value: str | None, field_name: str = "coord_crs") -> "CRS | None":
     """A CRS from user input, or 422 naming the parameter."""
     if value is None:
         return None
+    from rasterio.crs import CRS
+
     try:
         return CRS.from_user_input(value)
     except Exception as err:  # rasterio raises CRSError, but odd input can raise others
@@ -212,6 +311,8 @@ class RenderParams:
         if self.colormap_name and self.colormap:
             raise invalid("colormap", "use either colormap_name or colormap, not both")
         if self.colormap_name:
+            from rio_tiler.colormap import cmap
+
             self.colormap_value = cmap.get(self.colormap_name)
         elif self.colormap:
             self.colormap_value = _parse_colormap(self.colormap)
@@ -223,6 +324,8 @@ class RenderParams:
 
 
 def _parse_colormap(text: str) -> Any:
+    from rio_tiler.colormap import parse_color
+
     try:
         value = json.loads(text)
         if isinstance(value, dict):
@@ -238,8 +341,10 @@ def pixel_selection_dependency(
     pixel_selection: Annotated[
         PixelSelectionName, Query(description="Pixel selection method.")
     ] = "first",
-) -> type[MosaicMethodBase]:
+) -> type:
     """The rio-tiler mosaic method class (a fresh instance is made per tile)."""
+    from rio_tiler.mosaic.methods import PixelSelectionMethod
+
     return PixelSelectionMethod[pixel_selection].value
 
 

@@ -1,8 +1,12 @@
-"""Mosaic management: list, create (COG URLs, STAC search or document), replace, add, delete."""
+"""Mosaic management: list, create (COG URLs, STAC search or document), replace, add, delete.
+
+The MosaicJSON model and builder (morecantile, numpy, shapely) are imported by the routes that
+build or parse documents, not at startup.
+"""
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,16 +14,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
-from lambda_handler.api_errors import ApiError, ListingNotSupportedError
+from lambda_handler.api_errors import ApiError, ErrorMappingRoute, ListingNotSupportedError
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.errors import InvalidMosaicError, MosaicNotFoundError, UnsupportedURIError
-from lambda_handler.mosaic.builder import from_features, from_urls, get_footprints
-from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.rendering import ImageFormat
 from lambda_handler.routes.common import open_backend, uri_for_id
 from lambda_handler.routes.dependencies import TileMatrixSetId, get_settings, get_tms
 from lambda_handler.routes.security import require_write_access
 from lambda_handler.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from lambda_handler.mosaic.model import MosaicJSON
 
 Season = Literal["spring", "summer", "autumn", "winter"]
 # Meteorological seasons of the northern hemisphere (awspds-mosaic's `seasons` filter).
@@ -121,9 +126,10 @@ def _in_seasons(item: dict[str, Any], seasons: list[str]) -> bool:
     return any(month in SEASON_MONTHS[s] for s in seasons)
 
 
-def _stac_document(body: MosaicSource, builder_options: dict[str, Any]) -> MosaicJSON:
+def _stac_document(body: MosaicSource, builder_options: dict[str, Any]) -> "MosaicJSON":
     # Imported here: only mosaic creation from a STAC search needs the STAC client.
     from lambda_handler import stac_client
+    from lambda_handler.mosaic.builder import from_features
 
     if body.minzoom is None or body.maxzoom is None:
         raise ApiError(422, "a mosaic from a STAC search needs minzoom and maxzoom", "minzoom")
@@ -149,8 +155,11 @@ def _stac_document(body: MosaicSource, builder_options: dict[str, Any]) -> Mosai
     )
 
 
-def build_document(body: MosaicSource, name: str) -> MosaicJSON:
+def build_document(body: MosaicSource, name: str) -> "MosaicJSON":
     """The MosaicJSON document a create/replace body describes."""
+    from lambda_handler.mosaic.builder import from_urls
+    from lambda_handler.mosaic.model import MosaicJSON
+
     options: dict[str, Any] = {
         "name": body.name or name,
         "description": body.description,
@@ -210,7 +219,7 @@ def list_mosaic_ids(template: str) -> list[str]:
 # ---------------------------------------------------------------------------- routes
 def mosaics_router() -> APIRouter:  # noqa: C901
     """`/mosaics` management routes."""
-    router = APIRouter(prefix="/mosaics", tags=["Mosaics"])
+    router = APIRouter(prefix="/mosaics", tags=["Mosaics"], route_class=ErrorMappingRoute)
     Settings = Annotated[ApiSettings, Depends(get_settings)]
     writes = [Depends(require_write_access)]
 
@@ -222,7 +231,7 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         return url + "?" + urlencode(query)
 
     def created_answer(
-        request: Request, mosaic_id: str, document: MosaicJSON, body: MosaicOptions, status: int
+        request: Request, mosaic_id: str, document: "MosaicJSON", body: MosaicOptions, status: int
     ) -> JSONResponse:
         """The TileJSON of the stored mosaic (tile URL with tile_format/tile_scale)."""
         tms_id = document.tms.id
@@ -335,6 +344,8 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         uri = uri_for_id(mosaic_id, settings)
         with open_backend(uri) as backend:
             if body.urls is not None:
+                from lambda_handler.mosaic.builder import get_footprints
+
                 features = get_footprints(body.urls, tms=backend.mosaic_tms)
             else:
                 features = body.features or []

@@ -12,11 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import Field
-from rasterio.warp import transform as transform_coords
 from starlette.responses import Response
 
-from lambda_handler.api_errors import ApiError
-from lambda_handler.reading import STAC_ASSET_TYPES, read_tile
+from lambda_handler.api_errors import ApiError, ErrorMappingRoute
 from lambda_handler.rendering import ImageFormat, render_image
 from lambda_handler.routes import wmts
 from lambda_handler.routes.common import (
@@ -80,9 +78,12 @@ def _json(content: Any, etag: str | None = None, headers: dict[str, str] | None 
     return JSONResponse(content, headers=out)
 
 
-def mosaic_router(uri_dependency: Callable[..., str], name: str) -> APIRouter:  # noqa: C901
-    """Routes reading one mosaic; `name` prefixes route names (for url_for) and tags."""
-    router = APIRouter(tags=[f"Mosaic ({name})"])
+def mosaic_router(  # noqa: C901
+    uri_dependency: Callable[..., str], name: str, prefix: str = ""
+) -> APIRouter:
+    """Routes reading one mosaic under `prefix`; `name` prefixes route names (for url_for) and
+    tags."""
+    router = APIRouter(prefix=prefix, tags=[f"Mosaic ({name})"], route_class=ErrorMappingRoute)
     Uri = Annotated[str, Depends(uri_dependency)]
     Settings = Annotated[ApiSettings, Depends(get_settings)]
 
@@ -167,6 +168,9 @@ def mosaic_router(uri_dependency: Callable[..., str], name: str) -> APIRouter:  
         format: Annotated[ImageFormat | None, Field(description="Output format.")] = None,  # noqa: A002
     ) -> Response:
         """A map tile: the mosaic's assets read, combined by `pixel_selection` and encoded."""
+        # The reading stack (rio-tiler, rasterio, numpy) is loaded by the first tile.
+        from lambda_handler.reading import STAC_ASSET_TYPES, read_tile
+
         tms = get_tms(tileMatrixSetId)
         read_options = tile_params.read_options(scale, settings)
         with open_backend(uri, tms) as backend:
@@ -451,5 +455,7 @@ def _to_geographic(backend: Any, lon: float, lat: float, crs: Any) -> tuple[floa
     """A point in the mosaic's geographic CRS (for the bounds check)."""
     if crs is None or crs == backend.crs:
         return lon, lat
+    from rasterio.warp import transform as transform_coords
+
     xs, ys = transform_coords(crs, backend.crs, [lon], [lat])
     return xs[0], ys[0]

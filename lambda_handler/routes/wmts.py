@@ -1,16 +1,21 @@
 """OGC WMTS 1.0.0 capabilities document (RESTful binding) for one mosaic in one TMS."""
 
+from __future__ import annotations
+
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
-from morecantile import TileMatrixSet
-from rio_tiler.utils import CRS_to_uri
+if TYPE_CHECKING:
+    from morecantile import TileMatrixSet
 
 
 def _crs_uri(tms: TileMatrixSet) -> str:
     srs = getattr(tms.crs, "srs", None)
     if isinstance(srs, str) and srs:
         return srs
+    from rio_tiler.utils import CRS_to_uri
+
     return CRS_to_uri(tms.rasterio_crs) or tms.rasterio_crs.to_string()
 
 
