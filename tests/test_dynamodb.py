@@ -1,6 +1,7 @@
 """DynamoDB backend against two real DynamoDB implementations (moto server and dynalite)."""
 
 import json
+import random
 import threading
 import time
 from collections import Counter
@@ -15,7 +16,9 @@ from lambda_handler.backends import MosaicBackend
 from lambda_handler.backends.dynamodb import (
     LOCK_SUFFIX,
     MAX_ITEM_BYTES,
+    OVERVIEW_SUFFIX,
     DynamoDBBackend,
+    _dynamodb_client,
     _Lease,
     parse_dynamodb_uri,
 )
@@ -27,9 +30,9 @@ from lambda_handler.errors import (
     MosaicWriteError,
 )
 from lambda_handler.mosaic.model import MosaicJSON
-from lambda_handler.mosaic.tiling import tile_quadkey
+from lambda_handler.mosaic.tiling import quadkey_to_tile, tile_quadkey
 from lambda_handler.settings import aws_settings
-from tests.servers_aws import DROP, Reply, unique_name
+from tests.servers_aws import DROP, REGION, Reply, unique_name
 
 
 # ---------------------------------------------------------------------- helpers
@@ -42,10 +45,12 @@ def block(x0: int, y0: int, size: int, zoom: int, tag: str = "a") -> dict[str, l
     return tiles
 
 
-def document(tiles: dict[str, list[str]], quadkey_zoom: int = 8, **extra) -> MosaicJSON:
+def document(
+    tiles: dict[str, list[str]], quadkey_zoom: int = 8, minzoom: int | None = None, **extra
+) -> MosaicJSON:
     return MosaicJSON(
         mosaicjson="0.0.3",
-        minzoom=max(0, quadkey_zoom - 6),
+        minzoom=max(0, quadkey_zoom - 6) if minzoom is None else minzoom,
         maxzoom=quadkey_zoom + 4,
         quadkey_zoom=quadkey_zoom,
         bounds=(-180.0, -85.0, 180.0, 85.0),
@@ -72,15 +77,76 @@ def raw_items(server, table: str, mosaic: str) -> dict[str, dict]:
         params = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
+def query_path(tiles: dict[str, list[str]], prefix: str) -> list[str]:
+    """What the Query path answers for a prefix: its children's assets in quadkey order, first
+    occurrence kept (computed here from the document, independently of the backend)."""
+    children = sorted(qk for qk in tiles if qk.startswith(prefix))
+    return list(dict.fromkeys(a for qk in children for a in tiles[qk]))
+
+
+def expected_overviews(
+    tiles: dict[str, list[str]], quadkey_zoom: int, minzoom: int = 2
+) -> dict[str, list[str]]:
+    """Every overview a fresh write must store: each prefix of zoom minzoom .. quadkey_zoom - 3
+    (`document` gives a quadkey_zoom-8 mosaic minzoom 2)."""
+    prefixes = {qk[:zoom] for qk in tiles for zoom in range(minzoom, quadkey_zoom - 2)}
+    return {prefix: query_path(tiles, prefix) for prefix in prefixes}
+
+
+def stored_overviews(server, table: str, mosaic: str) -> dict[str, list[str] | None]:
+    """The overview partition read with a plain client: prefix -> assets (None: a marker)."""
+    found = {}
+    for key, item in raw_items(server, table, mosaic + OVERVIEW_SUFFIX).items():
+        if key != "info":
+            assets = item.get("assets")
+            found[key.partition(":")[2]] = [a["S"] for a in assets["L"]] if assets else None
+    return found
+
+
+def random_tiles(seed: int, count: int, zoom: int = 8, tag: str = "r") -> dict[str, list[str]]:
+    """`count` scattered quadkeys with overlapping assets (order and de-duplication matter)."""
+    rng = random.Random(seed)
+    side = 1 << zoom
+    tiles = {}
+    while len(tiles) < count:
+        x, y = rng.randrange(side // 4, side // 2), rng.randrange(side // 4, 3 * side // 4)
+        assets = [f"s3://b/{tag}/{x // 3}_{y // 3}.tif"]
+        if rng.random() < 0.4:
+            assets.insert(0, f"s3://b/{tag}/wide_{x // 7}_{y // 5}.tif")
+        if rng.random() < 0.1:
+            assets.append(f"s3://b/{tag}/only_{x}_{y}.tif")
+        tiles[tile_quadkey(x, y, zoom)] = assets
+    return tiles
+
+
+def inside_feature(uri: str, x0: int, y0: int, zoom: int, path: str, size: int = 1) -> dict:
+    """A footprint strictly inside the `size` x `size` quadkeys from (x0, y0): no neighbour."""
+    with MosaicBackend(uri) as backend:
+        west, _, _, north = backend.mosaic_tms.bounds(x0, y0, zoom)
+        _, south, east, _ = backend.mosaic_tms.bounds(x0 + size - 1, y0 + size - 1, zoom)
+    inset = 0.01
+    x0, y0, x1, y1 = west + inset, north - inset, east - inset, south + inset
+    return {
+        "type": "Feature",
+        "properties": {"path": path},
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[x0, y1], [x1, y1], [x1, y0], [x0, y0], [x0, y1]]],
+        },
+    }
+
+
 @contextmanager
-def counting(backend: DynamoDBBackend) -> Iterator[Counter]:
-    """Count the DynamoDB operations the backend's client sends (a botocore event hook)."""
+def counting(backend: DynamoDBBackend | None = None) -> Iterator[Counter]:
+    """Count the DynamoDB operations the backend's client sends (a botocore event hook); without
+    a backend, the operations of the process-wide client (e.g. opening a mosaic)."""
     calls: Counter = Counter()
 
     def hook(model, **kwargs) -> None:
         calls[model.name] += 1
 
-    events = backend.client.meta.events
+    client = backend.client if backend else _dynamodb_client(REGION)
+    events = client.meta.events
     events.register("before-call.dynamodb", hook)
     try:
         yield calls
@@ -166,18 +232,57 @@ def test_round_trip(table, dynamodb_env):
         assert exported.metadata() == {**doc.metadata()}
 
 
-def test_low_zoom_tile_is_one_query(table, dynamodb_env):
-    """A tile 4 zooms above quadkey_zoom: one Query, never a GetItem per child."""
+def test_low_zoom_tile_is_one_request(table, dynamodb_env):
+    """Opening is one BatchGetItem (metadata + overview info); a tile 1-2 zooms above
+    quadkey_zoom is one Query, 3+ zooms above (down to minzoom) one GetItem of its overview;
+    never one request per child quadkey. Below minzoom (never served) there are no overviews."""
     tiles = block(32, 48, 32, 8)  # 1024 quadkeys; a zoom-4 tile covers 256 of them
     uri = f"dynamodb:///{table}:lowzoom"
     write(uri, document(tiles))
-    with MosaicBackend(uri) as backend, counting(backend) as calls:
-        assets = backend.get_assets(2, 3, 4)
-    children = {qk: a for qk, a in tiles.items() if qk.startswith(tile_quadkey(2, 3, 4))}
-    assert len(children) == 256
-    expected = list(dict.fromkeys(a for qk in sorted(children) for a in children[qk]))
-    assert assets == expected
-    assert calls == Counter({"Query": 1})
+    cache.clear_all()
+    with counting() as calls:
+        backend = MosaicBackend(uri)
+    assert calls == Counter({"BatchGetItem": 1})
+    assert backend.overview_zooms == frozenset(range(2, 6))
+    for x, y, z, operation in [
+        (9, 13, 6, "Query"),
+        (2, 3, 4, "GetItem"),
+        (0, 0, 2, "GetItem"),
+        (0, 0, 1, "Query"),
+    ]:
+        with counting(backend) as calls:
+            assets = backend.get_assets(x, y, z)
+        assert calls == Counter({operation: 1}), (x, y, z)
+        assert assets == query_path(tiles, tile_quadkey(x, y, z))
+    assert len([qk for qk in tiles if qk.startswith(tile_quadkey(2, 3, 4))]) == 256
+
+
+def test_overviews_equal_the_query_path_at_every_zoom(table, dynamodb_env):
+    """Several thousand scattered quadkeys: every stored overview is exactly the Query path's
+    answer, and tiles read at every zoom agree with it (one request each)."""
+    tiles = random_tiles(seed=7, count=3000)
+    uri = f"dynamodb:///{table}:everyzoom"
+    write(uri, document(tiles, minzoom=0))
+    assert stored_overviews(dynamodb_env, table, "everyzoom") == expected_overviews(tiles, 8, 0)
+    cache.clear_all()
+    rng = random.Random(1)
+    with MosaicBackend(uri) as backend:
+        for zoom in range(8):
+            prefixes = sorted({qk[:zoom] for qk in tiles})
+            # moto's Query costs ~0.2 s on this partition: a few Query-path tiles suffice.
+            size = 10 if zoom <= 5 else 3
+            sample = prefixes if len(prefixes) <= size else rng.sample(prefixes, size)
+            if zoom in (3, 7):
+                sample.append("1" * zoom)  # a tile without any quadkey (outside the data)
+            for prefix in sample:
+                x, y, _ = quadkey_to_tile(prefix)
+                with counting(backend) as calls:
+                    assets = backend.get_assets(x, y, zoom)
+                assert assets == query_path(tiles, prefix), prefix
+                if zoom <= 5 and query_path(tiles, prefix):
+                    assert calls == Counter({"GetItem": 1})
+                elif zoom > 5:
+                    assert calls == Counter({"Query": 1})
 
 
 def test_zoom_zero_never_returns_metadata(table, dynamodb_env):
@@ -247,6 +352,10 @@ def test_layout_is_cogeo_mosaics(table, dynamodb_env):
     assert meta["mosaicjson"] == {"S": "0.0.3"} and meta["name"] == {"S": "layout"}
     # no lock left behind
     assert raw_items(dynamodb_env, table, "layout" + LOCK_SUFFIX) == {}
+    # overviews live in their own partition, without a metadata item: never listed as a mosaic
+    overviews = raw_items(dynamodb_env, table, "layout" + OVERVIEW_SUFFIX)
+    assert "-1" not in overviews and "info" in overviews
+    assert DynamoDBBackend.list_mosaics(table) == ["layout"]
 
 
 def test_reads_a_mosaic_laid_out_by_cogeo_mosaic(table, dynamodb_env):
@@ -262,11 +371,11 @@ def test_reads_a_mosaic_laid_out_by_cogeo_mosaic(table, dynamodb_env):
             "description": None,
             "version": "1.0.0",
             "attribution": None,
-            "minzoom": 7,
+            "minzoom": 4,
             "maxzoom": 12,
             "quadkey_zoom": 8,
             "bounds": [-78.5, 45.0, -77.5, 45.75],
-            "center": [-78.0, 45.375, 7],
+            "center": [-78.0, 45.375, 4],
             "tilematrixset": None,
             "asset_type": None,
             "asset_prefix": "s3://bucket/",
@@ -284,13 +393,29 @@ def test_reads_a_mosaic_laid_out_by_cogeo_mosaic(table, dynamodb_env):
         client.put_item(TableName=table, Item={k: serializer.serialize(v) for k, v in item.items()})
     with MosaicBackend(f"dynamodb:///{table}:legacy") as backend:
         assert backend.mosaic_def.bounds == (-78.5, 45.0, -77.5, 45.75)
-        assert backend.mosaic_def.center == (-78.0, 45.375, 7)
-        assert backend.quadkey_zoom == 8 and backend.minzoom == 7
+        assert backend.mosaic_def.center == (-78.0, 45.375, 4)
+        assert backend.quadkey_zoom == 8 and backend.minzoom == 4
         assert backend.get_assets(72, 92, 8) == [
             "s3://bucket/" + a for a in tiles[tile_quadkey(72, 92, 8)]
         ]
         assert backend.to_document().tiles == tiles
+        # no overview partition: low zooms are answered by the Query
+        assert backend.overview_zooms == frozenset()
+        with counting(backend) as calls:
+            assets = backend.get_assets(4, 5, 4)
+        assert calls == Counter({"Query": 1})
+        assert assets == ["s3://bucket/" + a for a in query_path(tiles, tile_quadkey(4, 5, 4))]
     assert "legacy" in DynamoDBBackend.list_mosaics(table)
+    # an update builds the overviews of the whole mosaic, as a fresh write would
+    feature = inside_feature(f"dynamodb:///{table}:legacy", 72, 92, 8, "s3://bucket/added.tif")
+    with MosaicBackend(f"dynamodb:///{table}:legacy") as backend:
+        backend.update([feature])
+    updated = read_tiles(f"dynamodb:///{table}:legacy")
+    assert updated[tile_quadkey(72, 92, 8)][0] == "added.tif"
+    assert stored_overviews(dynamodb_env, table, "legacy") == expected_overviews(updated, 8, 4)
+    cache.clear_all()
+    with MosaicBackend(f"dynamodb:///{table}:legacy") as backend:
+        assert backend.overview_zooms == frozenset({4, 5})
 
 
 def test_overwrite_rules(table, dynamodb_env):
@@ -305,6 +430,8 @@ def test_overwrite_rules(table, dynamodb_env):
     write(uri, document(second, name="second"), overwrite=True)
     assert read_tiles(uri) == second
     assert set(raw_items(dynamodb_env, table, "ow")) == {"-1", *second}
+    # the overviews are those of a fresh write of the new version (stale prefixes removed)
+    assert stored_overviews(dynamodb_env, table, "ow") == expected_overviews(second, 8)
     with MosaicBackend(uri) as backend:
         assert backend.mosaic_def.name == "second"
 
@@ -348,18 +475,7 @@ def test_update_is_idempotent_and_keeps_assets(table, dynamodb_env):
     uri = f"dynamodb:///{table}:upd"
     tiles = block(71, 91, 2, 8)
     write(uri, document(tiles, quadkey_zoom=8))
-    with MosaicBackend(uri) as backend:
-        west, south, east, north = backend.mosaic_tms.bounds(71, 91, 8)
-    inset = 0.01  # strictly inside the quadkey (71, 91): no neighbour touched
-    x0, y0, x1, y1 = west + inset, north - inset, east - inset, south + inset
-    feature = {
-        "type": "Feature",
-        "properties": {"path": "s3://b/new.tif"},
-        "geometry": {
-            "type": "Polygon",
-            "coordinates": [[[x0, y1], [x1, y1], [x1, y0], [x0, y0], [x0, y1]]],
-        },
-    }
+    feature = inside_feature(uri, 71, 91, 8, "s3://b/new.tif")
     for _ in range(2):  # running the same update twice gives the same assets
         cache.clear_all()
         with MosaicBackend(uri) as backend:
@@ -388,8 +504,10 @@ def test_delete_removes_every_item(table, dynamodb_env):
     tiles = {qk: [f"s3://bucket/{'y' * 900}/{qk}.tif"] for qk in block(0, 0, 40, 8)}
     write(uri, document(tiles))
     write(f"dynamodb:///{table}:keep", document(block(0, 0, 2, 8)))
+    assert raw_items(dynamodb_env, table, "del" + OVERVIEW_SUFFIX)
     MosaicBackend(uri).delete()
     assert raw_items(dynamodb_env, table, "del") == {}
+    assert raw_items(dynamodb_env, table, "del" + OVERVIEW_SUFFIX) == {}
     with pytest.raises(MosaicNotFoundError):
         MosaicBackend(uri)
     with pytest.raises(MosaicNotFoundError):
@@ -425,6 +543,108 @@ def test_item_over_400kb_is_rejected_before_writing(table, dynamodb_env):
     assert MAX_ITEM_BYTES - 20_000 < size < MAX_ITEM_BYTES
     write(uri, document(tiles))
     assert read_tiles(uri)[heavy] == tiles[heavy]
+
+
+# ---------------------------------------------------------------------- overviews
+def test_update_recomputes_the_changed_overviews(table, dynamodb_env):
+    """An update rewrites the overviews above the changed quadkeys from their stored children
+    (one Query per changed zoom-5 prefix, not the whole mosaic): equal to a fresh write."""
+    tiles = random_tiles(seed=3, count=800)
+    uri = f"dynamodb:///{table}:ovupd"
+    write(uri, document(tiles))
+    # 4 x 4 quadkeys from (63, 95): across zoom-5 prefix borders (x 63|64, y 95|96)
+    feature = inside_feature(uri, 63, 95, 8, "s3://b/update.tif", size=4)
+    for _ in range(2):  # idempotent
+        cache.clear_all()
+        with MosaicBackend(uri) as backend, counting(backend) as calls:
+            backend.update([feature])
+        assert calls["Query"] == 4  # the four zoom-5 prefixes the footprint touches
+    updated = read_tiles(uri)
+    assert updated[tile_quadkey(64, 96, 8)][0] == "s3://b/update.tif"
+    assert stored_overviews(dynamodb_env, table, "ovupd") == expected_overviews(updated, 8)
+    cache.clear_all()
+    with MosaicBackend(uri) as backend:
+        assert backend.overview_zooms == frozenset(range(2, 6))
+        assert backend.get_assets(0, 0, 2) == query_path(updated, "00")
+
+
+def test_oversized_overview_falls_back(table, dynamodb_env):
+    """A prefix whose assets exceed DynamoDB's item limit gets a marker, not an item that the
+    server would refuse; its ancestors too. Readers answer a marker from the four children's
+    overviews (one BatchGetItem) where the zoom below has overviews, else with the Query."""
+    heavy = {
+        tile_quadkey(x, y, 4): [f"s3://bucket/{'h' * 200}/{x}_{y}_{i}.tif" for i in range(30)]
+        for x in range(8)
+        for y in range(8)
+    }  # 64 quadkeys of ~7 KB each under prefix "0": ~440 KB together
+    light = block(8, 0, 4, 4)  # 16 quadkeys under prefix "1"
+    tiles = {**heavy, **light}
+    uri = f"dynamodb:///{table}:big"
+    write(uri, document(tiles, quadkey_zoom=4))
+    assert stored_overviews(dynamodb_env, table, "big") == {
+        "": None,
+        "0": None,
+        "1": query_path(tiles, "1"),
+    }
+    cache.clear_all()
+    with MosaicBackend(uri, minzoom=0) as backend:
+        assert backend.overview_zooms == frozenset({0, 1})
+        for x, y, z, expected_calls in [
+            (0, 0, 1, {"GetItem": 1, "Query": 1}),  # marker, no overviews below: the Query
+            (1, 0, 1, {"GetItem": 1}),
+            # marker: children "0" (marker: Query), "1" (overview), "2" and "3" (no item: Query)
+            (0, 0, 0, {"GetItem": 1, "BatchGetItem": 1, "Query": 3}),
+        ]:
+            with counting(backend) as calls:
+                assets = backend.get_assets(x, y, z)
+            assert assets == query_path(tiles, tile_quadkey(x, y, z))
+            assert calls == Counter(expected_calls), (x, y, z)
+
+
+def test_missing_or_stale_overviews_fall_back_to_the_query(table, dynamodb_env):
+    """A missing overview item is answered by the Query; overviews written for other metadata
+    (a tool that does not know overviews rewrote the mosaic) are not trusted at all."""
+    tiles = block(32, 48, 16, 8)  # the 256 quadkeys of tile (2, 3, 4)
+    uri = f"dynamodb:///{table}:stale"
+    write(uri, document(tiles))
+    client = dynamodb_env.client("dynamodb")
+    overview_item = {
+        "mosaicId": {"S": "stale" + OVERVIEW_SUFFIX},
+        "quadkey": {"S": "z4:" + tile_quadkey(2, 3, 4)},
+    }
+    client.delete_item(TableName=table, Key=overview_item)
+    cache.clear_all()
+    with MosaicBackend(uri) as backend:
+        with counting(backend) as calls:
+            assets = backend.get_assets(2, 3, 4)
+        assert calls == Counter({"GetItem": 1, "Query": 1})
+        assert assets == query_path(tiles, tile_quadkey(2, 3, 4))
+    # another tool rewrites the mosaic (new tiles and metadata, overview partition untouched)
+    rewritten = block(32, 48, 16, 8, tag="other")
+    meta = raw_items(dynamodb_env, table, "stale")["-1"]
+    meta["name"] = {"S": "rewritten"}
+    puts = [
+        {
+            "PutRequest": {
+                "Item": {
+                    "mosaicId": {"S": "stale"},
+                    "quadkey": {"S": quadkey},
+                    "assets": {"L": [{"S": a} for a in assets]},
+                }
+            }
+        }
+        for quadkey, assets in rewritten.items()
+    ]
+    for start in range(0, len(puts), 25):
+        client.batch_write_item(RequestItems={table: puts[start : start + 25]})
+    client.put_item(TableName=table, Item=meta)
+    cache.clear_all()
+    with MosaicBackend(uri) as backend:
+        assert backend.overview_zooms == frozenset()
+        with counting(backend) as calls:
+            assets = backend.get_assets(1, 1, 3)
+        assert calls == Counter({"Query": 1})
+        assert assets == query_path(rewritten, tile_quadkey(1, 1, 3))
 
 
 # ---------------------------------------------------------------------- failures
@@ -500,6 +720,7 @@ def test_failed_overwrite_is_rolled_back(table, dynamodb_env, fault_proxy, monke
     uri = f"dynamodb:///{table}:rollback"
     old = block(0, 0, 12, 8, "old")
     write(uri, document(old, name="old"))
+    old_overviews = raw_items(dynamodb_env, table, "rollback" + OVERVIEW_SUFFIX)
 
     writes = Counter()
 
@@ -518,8 +739,10 @@ def test_failed_overwrite_is_rolled_back(table, dynamodb_env, fault_proxy, monke
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_env.endpoint)
     assert read_tiles(uri) == old
     assert set(raw_items(dynamodb_env, table, "rollback")) == {"-1", *old}
+    assert raw_items(dynamodb_env, table, "rollback" + OVERVIEW_SUFFIX) == old_overviews
     with MosaicBackend(uri) as backend:
         assert backend.mosaic_def.name == "old"
+        assert backend.overview_zooms == frozenset(range(2, 6))
 
 
 def test_failed_create_is_invisible(table, dynamodb_env, fault_proxy, monkeypatch, aws_tuning):
@@ -546,6 +769,7 @@ def test_failed_create_is_invisible(table, dynamodb_env, fault_proxy, monkeypatc
     tiles = block(0, 0, 5, 8)
     write(uri, document(tiles))
     assert read_tiles(uri) == tiles
+    assert stored_overviews(dynamodb_env, table, "halfway") == expected_overviews(tiles, 8)
 
 
 def test_server_killed_mid_write(private_dynalite, monkeypatch, aws_tuning):
@@ -584,12 +808,16 @@ def test_server_killed_mid_write(private_dynalite, monkeypatch, aws_tuning):
     with MosaicBackend(uri) as reopened:
         assert reopened.mosaic_def.name == "old"
         stored = reopened.to_document().tiles
+        # overviews half-rewritten are not trusted: low zooms agree with the stored tiles
+        assert reopened.overview_zooms == frozenset()
+        assert reopened.get_assets(0, 0, 3) == query_path(stored, tile_quadkey(0, 0, 3))
     assert set(old) <= set(stored)
     for quadkey, assets in stored.items():
         assert assets in (old.get(quadkey), new.get(quadkey))
     time.sleep(1.1)  # the dead writer's lock expires
     write(uri, document(new, name="new"), overwrite=True)
     assert read_tiles(uri) == new
+    assert stored_overviews(server, table, "victim") == expected_overviews(new, 8)
 
 
 def test_write_lock_blocks_a_second_writer(table, dynamodb_env):

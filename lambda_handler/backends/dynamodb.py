@@ -5,9 +5,11 @@ Layout (cogeo-mosaic's, so a table written by either tool reads in the other): p
 top-level MosaicJSON field except `tiles` (numbers as DynamoDB numbers); each tile item is
 `{mosaicId, quadkey, assets: [str, ...]}`.
 
-Reads: one `GetItem` for a tile at or above the quadkey zoom; one paginated `Query` with
-`begins_with(quadkey, prefix)` for a tile below it (its quadkeys share its quadkey as prefix and
-sort together); `BatchGetItem` for several named quadkeys.
+Reads: opening a mosaic is one `BatchGetItem` (metadata item + overview info item); a tile at or
+above the quadkey zoom is one `GetItem`; a tile below it is one `GetItem` of its overview item
+(see below) or, 1-2 zooms below and where no overview applies, one paginated `Query` with
+`begins_with(quadkey, prefix)` (its quadkeys share its quadkey as prefix and sort together);
+`BatchGetItem` for several named quadkeys.
 
 Writes are guarded by a writer lock: an item in the partition `{mosaic}#lock` (a name no mosaic
 can have, so other readers never see it) holding a lease that the writer renews while it works.
@@ -22,8 +24,34 @@ What a failed write leaves behind:
   restores the previous items (the previous mosaic is then exactly intact); if the server does not
   answer any more, the previous metadata stays and every quadkey holds either its previous or its
   new assets, and re-running the write completes it.
+
+Overviews: a tile far below the quadkey zoom covers thousands of quadkeys (a zoom-2 tile over a
+quadkey_zoom-10 mosaic: 65,536), too many for one request even as a Query. So for every prefix
+zoom at least `OVERVIEW_DEPTH` levels below the quadkey zoom, down to the mosaic's minzoom (the
+tiler serves no lower zoom, and each level costs about the bytes of every distinct asset once),
+the writer stores the prefix's assets (its children's in quadkey order, first occurrence kept:
+exactly what the Query answers) as one item of the partition `{mosaic}#overview`, sort key
+`z{zoom}:{prefix}`. A low-zoom tile is then one GetItem. The mosaic's own partition keeps
+cogeo-mosaic's layout untouched; the overview partition has no `-1` item, so table listings
+never show it.
+- An info item (sort key `info`) records the overview zooms and a fingerprint of the metadata
+  item they were built for. Readers fetch it with the metadata (one BatchGetItem) and use the
+  overviews only when the fingerprint matches, so a mosaic rewritten by a tool that does not know
+  overviews (cogeo-mosaic, older versions) falls back to the Query. (Such a rewrite that leaves
+  the metadata byte-identical is not detectable: after rewriting a mosaic with another tool,
+  delete its overview partition, or update / rewrite it with this backend.)
+- A prefix whose assets exceed DynamoDB's item limit gets a marker item without assets (and so
+  do its ancestors). A marker is answered from the four children's overviews (one BatchGetItem)
+  when the zoom below has overviews, else by the Query; a missing overview item by the Query.
+- Writers delete the info item before they change any overview or tile item and put it back
+  when every overview item is right, so readers never trust half-written overviews; a failed
+  overwrite restores the previous overview items and info item with the tiles. `update`
+  recomputes the overviews above the changed quadkeys from their stored children (one Query per
+  changed bottom-zoom prefix), or rebuilds them all when the stored ones are not trusted.
 """
 
+import hashlib
+import itertools
 import json
 import logging
 import random
@@ -31,16 +59,17 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attr
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lambda_handler import cache
 from lambda_handler.backends import aws
 from lambda_handler.backends.base import MosaicJSONBackend, validate_mosaic_name
 from lambda_handler.errors import (
@@ -51,6 +80,7 @@ from lambda_handler.errors import (
     MosaicWriteError,
 )
 from lambda_handler.mosaic.model import MosaicJSON
+from lambda_handler.mosaic.tiling import tile_quadkey
 from lambda_handler.settings import aws_settings
 
 logger = logging.getLogger(__name__)
@@ -58,6 +88,12 @@ logger = logging.getLogger(__name__)
 METADATA_QUADKEY = "-1"
 LOCK_SUFFIX = "#lock"  # '#' is not allowed in mosaic names: the lock never collides with one
 LOCK_QUADKEY = "writer"
+OVERVIEW_SUFFIX = "#overview"  # the partition of a mosaic's overview items
+OVERVIEW_INFO_KEY = "info"
+OVERVIEW_FORMAT = 1
+# Overviews for prefixes this many zooms above the quadkey zoom and more (64+ children): one or
+# two levels above, the Query returns at most 16 items and stays cheap.
+OVERVIEW_DEPTH = 3
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit
 BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
 BATCH_GET_SIZE = 100  # BatchGetItem's limit
@@ -67,6 +103,7 @@ _URI_RE = re.compile(
 _TABLE_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 _NAMES = {"#m": "mosaicId", "#q": "quadkey", "#a": "assets"}
 _serializer = TypeSerializer()
+T = TypeVar("T")
 _deserializer = TypeDeserializer()
 
 
@@ -92,6 +129,102 @@ def tile_item_size(mosaic_name: str, quadkey: str, assets: Sequence[str]) -> int
     plus 1 byte per element). Slightly generous, so an accepted item is never refused."""
     size = len("mosaicId") + len(mosaic_name.encode()) + len("quadkey") + len(quadkey)
     return size + len("assets") + 3 + sum(len(a.encode()) + 1 for a in assets)
+
+
+# The assets of an overview prefix, or None when they are over DynamoDB's item limit.
+Overview = list[str] | None
+
+
+def overview_key(prefix: str) -> str:
+    """Sort key of a prefix's overview item (zoom 0's prefix is empty, keys cannot be)."""
+    return f"z{len(prefix)}:{prefix}"
+
+
+def _union(lists: Iterable[Sequence[str]]) -> list[str]:
+    """Concatenation without duplicates, first occurrence kept (the Query path's order)."""
+    return list(dict.fromkeys(itertools.chain.from_iterable(lists)))
+
+
+class OverviewBuilder:
+    """Computes a mosaic's overview assets from tile assets, bottom-up, guarding the item size.
+
+    Overview zooms: from the mosaic's minzoom (`top`) to `OVERVIEW_DEPTH` zooms above its
+    quadkey zoom (`bottom`); none when that range is empty.
+    """
+
+    def __init__(self, mosaic_name: str, document: MosaicJSON):
+        self.partition = mosaic_name + OVERVIEW_SUFFIX
+        self.quadkey_zoom = document.index_zoom
+        self.bottom = self.quadkey_zoom - OVERVIEW_DEPTH
+        self.top = max(0, document.minzoom)
+        self.zooms = frozenset(range(self.top, self.bottom + 1))
+
+    def fit(self, prefix: str, assets: Overview) -> Overview:
+        """`assets`, or None when they would not fit in one item."""
+        if assets is None:
+            return None
+        if tile_item_size(self.partition, overview_key(prefix), assets) > MAX_ITEM_BYTES:
+            return None
+        return assets
+
+    def bottom_level(self, tiles: dict[str, list[str]]) -> dict[str, Overview]:
+        """Overviews at the bottom zoom of the prefixes holding `tiles` (every child of each
+        of those prefixes must be in `tiles`)."""
+        groups: dict[str, list[list[str]]] = {}
+        for quadkey in sorted(tiles):
+            groups.setdefault(quadkey[: self.bottom], []).append(tiles[quadkey])
+        return {prefix: self.fit(prefix, _union(lists)) for prefix, lists in groups.items()}
+
+    def upward(
+        self, level: dict[str, Overview], known: dict[str, Overview] | None = None
+    ) -> dict[str, Overview]:
+        """`level` (bottom-zoom overviews) and the overviews of all their ancestors, each from
+        its four children: those computed here, else `known` (stored items); a child in
+        neither has no tiles. An ancestor of an oversized prefix is oversized too."""
+        known = known or {}
+        result = dict(level)
+        for zoom in range(self.bottom - 1, self.top - 1, -1):
+            parents = sorted({prefix[:zoom] for prefix in level})
+            upper: dict[str, Overview] = {}
+            for parent in parents:
+                children = [parent + digit for digit in "0123"]
+                parts = [level[c] if c in level else known.get(c, []) for c in children]
+                combined = None if any(part is None for part in parts) else _union(parts)
+                upper[parent] = self.fit(parent, combined)
+            result.update(upper)
+            level = upper
+        return result
+
+    def build(self, tiles: dict[str, list[str]]) -> dict[str, Overview]:
+        """Every overview of a whole mosaic's tiles (none without overview zooms)."""
+        if not self.zooms:
+            return {}
+        return self.upward(self.bottom_level(tiles))
+
+    def item(self, prefix: str, assets: Overview) -> dict[str, Any]:
+        """The overview item: its assets, or a marker (`oversize`) when they do not fit."""
+        item: dict[str, Any] = {
+            "mosaicId": {"S": self.partition},
+            "quadkey": {"S": overview_key(prefix)},
+        }
+        if assets is None:
+            item["oversize"] = {"BOOL": True}
+        else:
+            item["assets"] = {"L": [{"S": a} for a in assets]}
+        return item
+
+
+def metadata_fingerprint(item: dict[str, Any]) -> str:
+    """A digest of a stored metadata item's values (numbers compared as numbers, since servers
+    may store 85.0 as 85), identifying the version of the mosaic overviews were built for."""
+    values = {
+        k: _plain(_deserializer.deserialize(v))
+        for k, v in item.items()
+        if k not in ("mosaicId", "quadkey")
+    }
+    values = {k: v for k, v in values.items() if v is not None}
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _plain(value: Any) -> Any:
@@ -129,6 +262,76 @@ def _tile_item(mosaic_name: str, quadkey: str, assets: Sequence[str]) -> dict[st
 def _backoff(attempt: int) -> float:
     """Exponential backoff with jitter: 50 ms, 100 ms, ... capped at 2 s."""
     return min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def _key_id(item: dict[str, Any]) -> tuple[str, str]:
+    """(mosaicId, quadkey) of an item or key."""
+    return item["mosaicId"]["S"], item["quadkey"]["S"]
+
+
+def _trusted_zooms(
+    info: dict[str, Any] | None, metadata: dict[str, Any], quadkey_zoom: int
+) -> frozenset[int]:
+    """The overview zooms an info item vouches for, if it was written for this metadata."""
+    try:
+        if (
+            info is None
+            or int(info["format"]["N"]) != OVERVIEW_FORMAT
+            or info["fingerprint"]["S"] != metadata_fingerprint(metadata)
+            or int(info["quadkey_zoom"]["N"]) != quadkey_zoom
+        ):
+            return frozenset()
+        return frozenset(range(int(info["minzoom"]["N"]), int(info["maxzoom"]["N"]) + 1))
+    except (KeyError, ValueError, TypeError):
+        return frozenset()  # an info item this version does not understand: use the Query
+
+
+def _merge(changed: dict[str, list[str]], stored: dict[str, list[str]]) -> dict[str, list[str]]:
+    """`changed` plus the stored assets it lacks (an update never drops an asset)."""
+    merged = {}
+    for quadkey, assets in changed.items():
+        known = set(assets)
+        merged[quadkey] = assets + [a for a in stored.get(quadkey, []) if a not in known]
+    return merged
+
+
+class _Changes:
+    """The puts and deletes of one write, and the requests that undo them."""
+
+    def __init__(self) -> None:
+        self._requests: list[dict[str, Any]] = []
+        # (item written or None, item it replaced or None); undo requests are built on failure.
+        self._replaced: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+
+    def set(self, item: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """Put `item`, which replaces `old` (None: there was no item)."""
+        self._requests.append({"PutRequest": {"Item": item}})
+        self._replaced.append((item, old))
+
+    def delete(self, old: dict[str, Any]) -> None:
+        """Delete the item `old`."""
+        self._requests.append({"DeleteRequest": {"Key": _key_of(old)}})
+        self._replaced.append((old, old))
+
+    def requests(self) -> list[dict[str, Any]]:
+        """BatchWriteItem requests of the change."""
+        return self._requests
+
+    def undo_requests(self) -> list[dict[str, Any]]:
+        """BatchWriteItem requests restoring the previous items."""
+        return [
+            {"PutRequest": {"Item": old}}
+            if old is not None
+            else {"DeleteRequest": {"Key": _key_of(item)}}
+            for item, old in self._replaced
+        ]
+
+    def __bool__(self) -> bool:
+        return bool(self._requests)
+
+
+def _key_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {"mosaicId": item["mosaicId"], "quadkey": item["quadkey"]}
 
 
 class _Lease:
@@ -229,6 +432,8 @@ class DynamoDBBackend(MosaicJSONBackend):
     region: str = attr.ib(init=False)
     table_name: str = attr.ib(init=False)
     mosaic_name: str = attr.ib(init=False)
+    # Zooms whose overview items match the metadata read or written (empty: use the Query).
+    overview_zooms: frozenset[int] = attr.ib(init=False, factory=frozenset)
 
     _backend_name: ClassVar[str] = "DynamoDB"
     _tiles_in_document: ClassVar[bool] = False
@@ -269,11 +474,31 @@ class DynamoDBBackend(MosaicJSONBackend):
         return {"mosaicId": {"S": mosaic or self.mosaic_name}, "quadkey": {"S": quadkey}}
 
     # ------------------------------------------------------------------ reads
+    @property
+    def overview_partition(self) -> str:
+        """The partition key of this mosaic's overview items."""
+        return self.mosaic_name + OVERVIEW_SUFFIX
+
+    def _info_key(self) -> dict[str, Any]:
+        return self._key(OVERVIEW_INFO_KEY, self.overview_partition)
+
+    def _cached_read(self) -> MosaicJSON:
+        # The overview zooms are cached with the metadata: they are valid for that version only.
+        document, zooms = self._cache_get(
+            "definition+overviews", self._read_state, cache.metadata_cache
+        )
+        self.overview_zooms = zooms
+        return document
+
     def _read(self) -> MosaicJSON:
+        return self._read_state()[0]
+
+    def _read_state(self) -> tuple[MosaicJSON, frozenset[int]]:
+        """The metadata and the zooms whose overviews match it: one BatchGetItem."""
+        meta_key = self._key(METADATA_QUADKEY)
         with self._errors("reading"):
-            item = self._call("get_item", Key=self._key(METADATA_QUADKEY), ConsistentRead=True).get(
-                "Item"
-            )
+            items = self._batch_get_items([meta_key, self._info_key()], consistent=True)
+        item = items.get(_key_id(meta_key))
         if not item:
             raise MosaicNotFoundError(
                 f"mosaic {self.mosaic_name!r} not found in DynamoDB table {self.table_name!r}"
@@ -285,7 +510,9 @@ class DynamoDBBackend(MosaicJSONBackend):
         }
         meta = {k: v for k, v in meta.items() if v is not None}
         meta["tiles"] = {}
-        return MosaicJSON.parse(meta, source=self.input)
+        document = MosaicJSON.parse(meta, source=self.input)
+        info = items.get(_key_id(self._info_key()))
+        return document, _trusted_zooms(info, item, document.index_zoom)
 
     def _metadata_exists(self) -> bool:
         item = self._call(
@@ -297,15 +524,26 @@ class DynamoDBBackend(MosaicJSONBackend):
         ).get("Item")
         return bool(item)
 
-    def _query(self, condition: str, values: dict[str, Any], projection: str) -> Iterator[dict]:
-        """Items of this mosaic matching a key condition, every page (LastEvaluatedKey)."""
-        names = {k: v for k, v in _NAMES.items() if k in condition or k in projection}
+    def _query(
+        self,
+        condition: str,
+        values: dict[str, Any],
+        projection: str | None,
+        partition: str | None = None,
+        consistent: bool = False,
+    ) -> Iterator[dict]:
+        """Items of a partition (this mosaic's by default) matching a key condition, every
+        page (LastEvaluatedKey). Writers read consistently: what they compare must be current."""
+        names = {k: v for k, v in _NAMES.items() if k in condition or k in (projection or "")}
         params: dict[str, Any] = {
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": {":m": {"S": self.mosaic_name}, **values},
-            "ProjectionExpression": projection,
+            "ExpressionAttributeValues": {":m": {"S": partition or self.mosaic_name}, **values},
         }
+        if projection:
+            params["ProjectionExpression"] = projection
+        if consistent:
+            params["ConsistentRead"] = True
         with self._errors("querying"):
             while True:
                 page = self._call("query", **params)
@@ -315,7 +553,9 @@ class DynamoDBBackend(MosaicJSONBackend):
                     return
                 params["ExclusiveStartKey"] = last
 
-    def _query_tiles(self, prefix: str, with_assets: bool = True) -> dict[str, list[str]]:
+    def _query_tiles(
+        self, prefix: str, with_assets: bool = True, consistent: bool = False
+    ) -> dict[str, list[str]]:
         """Tile items whose quadkey starts with `prefix` ('' = all), in quadkey order."""
         if prefix:
             condition = "#m = :m AND begins_with(#q, :p)"
@@ -326,11 +566,24 @@ class DynamoDBBackend(MosaicJSONBackend):
             values = {":lo": {"S": "0"}, ":hi": {"S": "4"}}
         projection = "#q, #a" if with_assets else "#q"
         found: dict[str, list[str]] = {}
-        for item in self._query(condition, values, projection):
+        for item in self._query(condition, values, projection, consistent=consistent):
             quadkey = item["quadkey"]["S"]
             if quadkey[:1] in ("0", "1", "2", "3"):  # never the metadata item
                 found[quadkey] = _assets_of(item) if with_assets else []
         return found
+
+    def _stored_overviews(self) -> tuple[dict[str, Overview], dict[str, Any] | None]:
+        """Every stored overview (None for an oversize marker) and the raw info item."""
+        overviews: dict[str, Overview] = {}
+        info = None
+        items = self._query("#m = :m", {}, None, self.overview_partition, consistent=True)
+        for item in items:
+            key = item["quadkey"]["S"]
+            if key == OVERVIEW_INFO_KEY:
+                info = item
+            elif key.startswith("z") and ":" in key:
+                overviews[key.partition(":")[2]] = _assets_of(item) if "assets" in item else None
+        return overviews, info
 
     def _fetch_prefix(self, prefix: str) -> dict[str, list[str]]:
         return self._query_tiles(prefix)
@@ -341,11 +594,51 @@ class DynamoDBBackend(MosaicJSONBackend):
     def _all_tiles(self) -> dict[str, list[str]]:
         return self._query_tiles("")
 
-    def _fetch_quadkeys(self, keys: Sequence[str]) -> dict[str, list[str]]:
+    def get_assets(self, x: int, y: int, z: int, reverse: bool = False) -> list[str]:
+        """Assets of tile (x, y, z) of the mosaic's TMS: its overview item (one GetItem) for a
+        zoom with overviews, else as the base class does (GetItem or one paginated Query)."""
+        if z >= self.quadkey_zoom or z not in self.overview_zooms:
+            return super().get_assets(x, y, z, reverse=reverse)
+        prefix = tile_quadkey(x, y, z)
+        assets = self._cache_get(
+            ("tile", self.mosaic_def.version, x, y, z),
+            lambda: self._overview_assets(prefix),
+            cache.assets_cache,
+        )
+        assets = self._with_prefix(assets)
+        return list(reversed(assets)) if reverse else assets
+
+    def _overview_assets(self, prefix: str) -> list[str]:
+        """A prefix's assets from its overview item (one GetItem). Without one (no tiles under
+        the prefix, or an item deleted) the Query answers; for a marker (assets over the item
+        limit) the four children's overviews do, when the zoom below has overviews."""
+        with self._errors("reading"):
+            item = self._call(
+                "get_item",
+                Key=self._key(overview_key(prefix), self.overview_partition),
+            ).get("Item")
+        return self._from_overview(prefix, item)
+
+    def _from_overview(self, prefix: str, item: dict[str, Any] | None) -> list[str]:
+        if item and "assets" in item:
+            return _assets_of(item)
+        if item and len(prefix) + 1 in self.overview_zooms:
+            children = [prefix + digit for digit in "0123"]
+            keys = [self._key(overview_key(c), self.overview_partition) for c in children]
+            found = self._batch_get_items(keys)
+            return _union(
+                self._from_overview(child, found.get(_key_id(key)))
+                for child, key in zip(children, keys, strict=True)
+            )
+        return self._flatten(self._query_tiles(prefix))
+
+    def _fetch_quadkeys(
+        self, keys: Sequence[str], consistent: bool = False
+    ) -> dict[str, list[str]]:
         keys = [k for k in dict.fromkeys(keys) if k and k != METADATA_QUADKEY]
         if not keys:
             return {}
-        if len(keys) == 1:
+        if len(keys) == 1 and not consistent:
             with self._errors("reading"):
                 item = self._call(
                     "get_item",
@@ -356,32 +649,49 @@ class DynamoDBBackend(MosaicJSONBackend):
             return {keys[0]: _assets_of(item)} if item else {}
         chunks = [keys[i : i + BATCH_GET_SIZE] for i in range(0, len(keys), BATCH_GET_SIZE)]
         found: dict[str, list[str]] = {}
-        if len(chunks) == 1:
-            found.update(self._batch_get(chunks[0]))
-        else:
-            threads = min(len(chunks), aws_settings().write_threads)
-            with ThreadPoolExecutor(threads) as pool:
-                for part in pool.map(self._batch_get, chunks):
-                    found.update(part)
+        for part in self._parallel(lambda chunk: self._batch_get(chunk, consistent), chunks):
+            found.update(part)
         # Callers flatten in their own key order; keep the request order for stable output.
         return {k: found[k] for k in keys if k in found}
 
-    def _batch_get(self, keys: Sequence[str]) -> dict[str, list[str]]:
-        """One BatchGetItem (≤ 100 keys), retrying UnprocessedKeys with backoff."""
-        request: dict[str, Any] = {
-            self.table_name: {
-                "Keys": [self._key(k) for k in keys],
-                "ProjectionExpression": "#q, #a",
-                "ExpressionAttributeNames": {"#q": "quadkey", "#a": "assets"},
+    def _parallel(self, function: Callable[[Any], T], arguments: Sequence[Any]) -> list[T]:
+        """`function` over `arguments` in up to `write_threads` threads (inline for one)."""
+        if len(arguments) <= 1:
+            return [function(argument) for argument in arguments]
+        threads = min(len(arguments), aws_settings().write_threads)
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(function, arguments))
+
+    def _batch_get(self, keys: Sequence[str], consistent: bool = False) -> dict[str, list[str]]:
+        """Assets of up to 100 quadkeys (one BatchGetItem and its retries)."""
+        items = self._batch_get_items(
+            [self._key(k) for k in keys], consistent=consistent, projection="#m, #q, #a"
+        )
+        return {key[1]: _assets_of(item) for key, item in items.items()}
+
+    def _batch_get_items(
+        self,
+        keys: Sequence[dict[str, Any]],
+        consistent: bool = False,
+        projection: str | None = None,
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Items of up to 100 keys of this table by (mosaicId, quadkey); one BatchGetItem,
+        retrying UnprocessedKeys with backoff."""
+        request: dict[str, Any] = {self.table_name: {"Keys": list(keys)}}
+        if consistent:
+            request[self.table_name]["ConsistentRead"] = True
+        if projection:
+            request[self.table_name]["ProjectionExpression"] = projection
+            request[self.table_name]["ExpressionAttributeNames"] = {
+                k: v for k, v in _NAMES.items() if k in projection
             }
-        }
-        found: dict[str, list[str]] = {}
+        found: dict[tuple[str, str], dict[str, Any]] = {}
         attempts = aws_settings().unprocessed_attempts
         with self._errors("reading"):
             for attempt in range(attempts):
                 answer = self._call("batch_get_item", RequestItems=request)
                 for item in answer.get("Responses", {}).get(self.table_name, ()):
-                    found[item["quadkey"]["S"]] = _assets_of(item)
+                    found[_key_id(item)] = item
                 request = answer.get("UnprocessedKeys") or {}
                 if not request.get(self.table_name, {}).get("Keys"):
                     return found
@@ -389,7 +699,7 @@ class DynamoDBBackend(MosaicJSONBackend):
                     time.sleep(_backoff(attempt))
         missing = len(request[self.table_name]["Keys"])
         raise MosaicError(
-            f"reading {self.input}: {missing} quadkeys still unprocessed after {attempts} "
+            f"reading {self.input}: {missing} items still unprocessed after {attempts} "
             "BatchGetItem attempts (table throttled?)"
         )
 
@@ -482,9 +792,9 @@ class DynamoDBBackend(MosaicJSONBackend):
                 )
 
     def write(self, overwrite: bool = False) -> None:
-        """Store `mosaic_def`: tile items first, metadata item last (see the module docstring
-        for what a failure leaves behind). MosaicExistsError if it exists and overwrite is False,
-        or if another writer is creating it at the same time."""
+        """Store `mosaic_def`: tile and overview items first, metadata item last (see the module
+        docstring for what a failure leaves behind). MosaicExistsError if it exists and
+        overwrite is False, or if another writer is creating it at the same time."""
         document = self.mosaic_def
         tiles = document.tiles
         self._check_tiles(tiles)
@@ -495,11 +805,12 @@ class DynamoDBBackend(MosaicJSONBackend):
             lease = _Lease(self, "overwrite" if overwrite else "create")
             lease.acquire(exists_error=not overwrite)
         try:
-            self._write_locked(tiles, metadata, overwrite, lease)
+            info = self._write_locked(tiles, metadata, overwrite, lease)
         finally:
             lease.release()
             self._invalidate()
         self.mosaic_def = document.model_copy(update={"tiles": {}})
+        self.overview_zooms = _trusted_zooms(info, metadata, document.index_zoom)
 
     def _exists(self) -> MosaicExistsError:
         return MosaicExistsError(
@@ -507,34 +818,73 @@ class DynamoDBBackend(MosaicJSONBackend):
             "(use overwrite=True)"
         )
 
+    def _info_item(self, metadata: dict[str, Any], builder: OverviewBuilder) -> dict[str, Any]:
+        """The overview info item: which zooms have overviews, for which metadata."""
+        return {
+            **self._info_key(),
+            "format": {"N": str(OVERVIEW_FORMAT)},
+            "fingerprint": {"S": metadata_fingerprint(metadata)},
+            "quadkey_zoom": {"N": str(builder.quadkey_zoom)},
+            "minzoom": {"N": str(builder.top)},
+            "maxzoom": {"N": str(builder.bottom)},
+        }
+
+    def _plan_overviews(
+        self,
+        changes: "_Changes",
+        builder: OverviewBuilder,
+        overviews: dict[str, Overview],
+        stored: dict[str, Overview],
+    ) -> None:
+        """Add to `changes` the overview items that differ from the stored ones."""
+        for prefix, assets in overviews.items():
+            if prefix not in stored or stored[prefix] != assets:
+                old = builder.item(prefix, stored[prefix]) if prefix in stored else None
+                changes.set(builder.item(prefix, assets), old)
+        for prefix, assets in stored.items():
+            if prefix not in overviews:
+                changes.delete(builder.item(prefix, assets))
+
     def _write_locked(
         self,
         tiles: dict[str, list[str]],
         metadata: dict[str, Any],
         overwrite: bool,
         lease: _Lease,
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """The write under the lock; returns the info item written (None: no overviews)."""
+        builder = OverviewBuilder(self.mosaic_name, self.mosaic_def)
         with self._errors("writing", MosaicWriteError):
             if not overwrite and self._metadata_exists():
                 raise self._exists()
             # Every stored tile item: the previous mosaic's (for rollback and stale removal), or
             # orphans of an interrupted create (removed below, they must not join this mosaic).
-            previous = self._query_tiles("")
-        changed = {qk: assets for qk, assets in tiles.items() if previous.get(qk) != assets}
+            previous = self._query_tiles("", consistent=True)
+            stored_overviews, previous_info = self._stored_overviews()
+        changes = _Changes()
+        for quadkey, assets in tiles.items():
+            if previous.get(quadkey) != assets:
+                old = previous.get(quadkey)
+                changes.set(
+                    _tile_item(self.mosaic_name, quadkey, assets),
+                    None if old is None else _tile_item(self.mosaic_name, quadkey, old),
+                )
+        self._plan_overviews(changes, builder, builder.build(tiles), stored_overviews)
+        info = self._info_item(metadata, builder) if builder.zooms else None
         try:
-            self._batch_write(self._put_requests(changed), lease)
-            lease.check()
-            condition = {} if overwrite else {"ConditionExpression": "attribute_not_exists(#m)"}
-            if condition:
-                condition["ExpressionAttributeNames"] = {"#m": "mosaicId"}
-            try:
-                self._call("put_item", Item=metadata, **condition)
-            except ClientError as err:
-                if aws.error_code(err) == "ConditionalCheckFailedException":
-                    raise self._exists() from err
-                raise self._error(err, "writing", MosaicWriteError) from err
+            with self._errors("writing", MosaicWriteError):
+                if previous_info is not None and changes:
+                    # Readers use the Query until every overview item is right again.
+                    self._call("delete_item", Key=self._info_key())
+                self._batch_write(changes.requests(), lease)
+                lease.check()
+                if info is not None:
+                    self._call("put_item", Item=info)
+                elif previous_info is not None:
+                    self._call("delete_item", Key=self._info_key())
+                self._put_metadata(metadata, overwrite)
         except BaseException as err:
-            self._rollback(changed, previous, err)
+            self._rollback(changes, previous_info, err)
             raise
         stale = [qk for qk in previous if qk not in tiles]
         try:
@@ -544,48 +894,88 @@ class DynamoDBBackend(MosaicJSONBackend):
                 f"{self.input} was written, but {len(stale)} quadkeys of the previous version "
                 f"could not all be deleted ({err}); re-run the write to remove them"
             ) from err
+        return info
+
+    def _put_metadata(self, metadata: dict[str, Any], overwrite: bool) -> None:
+        """The last step of a write: the metadata item (conditional for a create)."""
+        condition = {} if overwrite else {"ConditionExpression": "attribute_not_exists(#m)"}
+        if condition:
+            condition["ExpressionAttributeNames"] = {"#m": "mosaicId"}
+        try:
+            self._call("put_item", Item=metadata, **condition)
+        except ClientError as err:
+            if aws.error_code(err) == "ConditionalCheckFailedException":
+                raise self._exists() from err
+            raise
 
     def _rollback(
-        self, changed: dict[str, list[str]], previous: dict[str, list[str]], cause: BaseException
+        self, changes: "_Changes", previous_info: dict[str, Any] | None, cause: BaseException
     ) -> None:
-        """Put back the items a failed write may have replaced; note the outcome on `cause`."""
-        restore = {qk: previous[qk] for qk in changed if qk in previous}
-        remove = [qk for qk in changed if qk not in previous]
+        """Put back the items a failed write may have replaced, then the previous overview info
+        item (last: readers must not trust overviews before they are all restored); note the
+        outcome on `cause`."""
         try:
-            self._batch_write(self._put_requests(restore) + self._delete_requests(remove), None)
+            with self._errors("rolling back", MosaicWriteError):
+                self._batch_write(changes.undo_requests(), None)
+                if previous_info is not None:
+                    self._call("put_item", Item=previous_info)
+                else:
+                    self._call("delete_item", Key=self._info_key())
         except Exception as err:
             cause.add_note(
                 f"rollback failed ({err}): the metadata item is unchanged, each quadkey holds its "
-                "previous or its new assets; re-run the write to complete it"
+                "previous or its new assets (low-zoom reads use the Query until the next write); "
+                "re-run the write to complete it"
             )
         else:
             cause.add_note("rolled back: the previous state of the mosaic is intact")
 
     def _persist_update(self, document: MosaicJSON, changed: dict[str, list[str]]) -> None:
-        """Write the merged quadkeys, then the metadata item. Under the writer lock the stored
-        assets are read again and kept, so a concurrent change is never dropped; re-running an
-        update gives the same assets (merging never duplicates)."""
+        """Write the merged quadkeys and the overviews above them, then the metadata item.
+        Under the writer lock the stored assets are read again and kept, so a concurrent change
+        is never dropped; re-running an update gives the same assets (merging never
+        duplicates). Overviews are recomputed from the stored children of each changed prefix,
+        or rebuilt from the whole mosaic when the stored ones cannot be trusted (a mosaic
+        written without overviews, or by another tool)."""
         self._check_tiles(changed)
         metadata = self._metadata_item(document)
+        builder = OverviewBuilder(self.mosaic_name, document)
         with self._errors("updating", MosaicWriteError):
             lease = _Lease(self, "update")
             lease.acquire(exists_error=False)
         try:
             with self._errors("updating", MosaicWriteError):
-                if not self._metadata_exists():
+                items = self._batch_get_items(
+                    [self._key(METADATA_QUADKEY), self._info_key()], consistent=True
+                )
+                stored_metadata = items.get((self.mosaic_name, METADATA_QUADKEY))
+                info = items.get((self.overview_partition, OVERVIEW_INFO_KEY))
+                if not stored_metadata:
                     raise MosaicNotFoundError(
                         f"mosaic {self.mosaic_name!r} not found in DynamoDB table "
                         f"{self.table_name!r}"
                     )
-                stored = self._fetch_quadkeys(list(changed))
-                merged = {}
-                for quadkey, assets in changed.items():
-                    known = set(assets)
-                    merged[quadkey] = assets + [
-                        a for a in stored.get(quadkey, []) if a not in known
-                    ]
-                self._batch_write(self._put_requests(merged), lease)
+                changes = _Changes()
+                trusted = _trusted_zooms(info, stored_metadata, document.index_zoom)
+                if not builder.zooms:
+                    merged = _merge(changed, self._fetch_quadkeys(list(changed), consistent=True))
+                elif trusted == builder.zooms:
+                    merged, overviews = self._updated_overviews(builder, changed)
+                    for prefix, assets in overviews.items():
+                        changes.set(builder.item(prefix, assets), None)
+                else:
+                    everything = self._query_tiles("", consistent=True)
+                    merged = _merge(changed, everything)
+                    overviews = builder.build({**everything, **merged})
+                    self._plan_overviews(changes, builder, overviews, self._stored_overviews()[0])
+                for quadkey, assets in merged.items():
+                    changes.set(_tile_item(self.mosaic_name, quadkey, assets), None)
+                if info is not None:
+                    self._call("delete_item", Key=self._info_key())
+                self._batch_write(changes.requests(), lease)
                 lease.check()
+                if builder.zooms:
+                    self._call("put_item", Item=self._info_item(metadata, builder))
                 try:
                     self._call(
                         "put_item",
@@ -599,27 +989,63 @@ class DynamoDBBackend(MosaicJSONBackend):
                             f"mosaic {self.mosaic_name!r} was deleted during the update"
                         ) from err
                     raise
+            self.overview_zooms = builder.zooms
         finally:
             lease.release()
             self._invalidate()
 
+    def _updated_overviews(
+        self, builder: OverviewBuilder, changed: dict[str, list[str]]
+    ) -> tuple[dict[str, list[str]], dict[str, Overview]]:
+        """The merged assets of the changed quadkeys and the new overviews of their prefixes:
+        one Query per changed bottom-zoom prefix (its children), the stored overviews of the
+        unchanged siblings of every changed prefix above (one BatchGetItem per 100)."""
+        prefixes = sorted({quadkey[: builder.bottom] for quadkey in changed})
+        children: dict[str, list[str]] = {}
+        for part in self._parallel(lambda p: self._query_tiles(p, consistent=True), prefixes):
+            children.update(part)
+        merged = _merge(changed, children)
+        level = builder.bottom_level({**children, **merged})
+        siblings: set[str] = set()
+        for zoom in range(builder.top, builder.bottom):
+            below = {prefix[: zoom + 1] for prefix in level}
+            for parent in {prefix[:zoom] for prefix in level}:
+                siblings.update(parent + d for d in "0123" if parent + d not in below)
+        keys = [self._key(overview_key(p), self.overview_partition) for p in sorted(siblings)]
+        known: dict[str, Overview] = {}
+        chunks = [keys[i : i + BATCH_GET_SIZE] for i in range(0, len(keys), BATCH_GET_SIZE)]
+        for part in self._parallel(lambda c: self._batch_get_items(c, consistent=True), chunks):
+            for (_, key), item in part.items():
+                known[key.partition(":")[2]] = _assets_of(item) if "assets" in item else None
+        return merged, builder.upward(level, known)
+
     def delete(self) -> None:
         """Remove every item of the mosaic: the metadata first (the mosaic disappears at once),
-        then the tile items, page by page."""
+        then the tile items, page by page, and the overview partition."""
         with self._errors("deleting", MosaicWriteError):
             lease = _Lease(self, "delete")
             lease.acquire(exists_error=False)
         try:
             with self._errors("deleting", MosaicWriteError):
                 existed = self._metadata_exists()
-                quadkeys = list(self._query_tiles("", with_assets=False))
-                if not existed and not quadkeys:
+                quadkeys = list(self._query_tiles("", with_assets=False, consistent=True))
+                overview_keys = [
+                    item["quadkey"]["S"]
+                    for item in self._query(
+                        "#m = :m", {}, "#q", self.overview_partition, consistent=True
+                    )
+                ]
+                if not existed and not quadkeys and not overview_keys:
                     raise MosaicNotFoundError(
                         f"mosaic {self.mosaic_name!r} not found in DynamoDB table "
                         f"{self.table_name!r}"
                     )
                 self._call("delete_item", Key=self._key(METADATA_QUADKEY))
-                self._batch_write(self._delete_requests(quadkeys), lease)
+                overviews = [
+                    {"DeleteRequest": {"Key": self._key(key, self.overview_partition)}}
+                    for key in overview_keys
+                ]
+                self._batch_write(self._delete_requests(quadkeys) + overviews, lease)
         finally:
             lease.release()
             self._invalidate()
