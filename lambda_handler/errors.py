@@ -8,6 +8,7 @@ from typing import Any
 
 __all__ = [
     "BackendNotAvailableError",
+    "brief_message",
     "FootprintReadError",
     "InvalidMosaicError",
     "InvalidMosaicNameError",
@@ -21,6 +22,12 @@ __all__ = [
     "ReadOnlyBackendError",
     "UnsupportedURIError",
 ]
+
+
+def brief_message(err: Exception, limit: int = 300) -> str:
+    """The first line of an error's text (client libraries append whole response dumps)."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class MosaicError(Exception):

@@ -28,6 +28,7 @@ from lambda_handler.errors import (
     MosaicExistsError,
     MosaicNotFoundError,
     MosaicWriteError,
+    brief_message,
 )
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.settings import cloud_storage_settings
@@ -156,17 +157,13 @@ class AzureBackend(MosaicJSONBackend):
     """
 
     _backend_name: ClassVar[str] = "Azure Blob Storage"
+    location: AzureLocation = attr.ib(init=False)
 
     def __attrs_post_init__(self) -> None:
         """Check the URI and the client library before anything is read."""
-        parse_azure_uri(self.input)
+        self.location = parse_azure_uri(self.input)
         _import_blob()
         super().__attrs_post_init__()
-
-    @property
-    def location(self) -> AzureLocation:
-        """Account, container and blob name."""
-        return parse_azure_uri(self.input)
 
     def _blob(self) -> "BlobClient":
         where = self.location
@@ -224,14 +221,9 @@ class AzureBackend(MosaicJSONBackend):
             )
         if isinstance(err, azure_errors.ClientAuthenticationError) or status in (401, 403):
             return MosaicAuthError(
-                f"access denied to {self.input} ({action}): {_short(err)}; check "
+                f"access denied to {self.input} ({action}): {brief_message(err)}; check "
                 "AZURE_STORAGE_CONNECTION_STRING or the DefaultAzureCredential sources"
             )
         if isinstance(err, azure_errors.AzureError):
-            return failed(f"could not {action} {self.input}: {_short(err)}")
+            return failed(f"could not {action} {self.input}: {brief_message(err)}")
         return err
-
-
-def _short(err: Exception) -> str:
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return text if len(text) <= 300 else text[:300] + "…"

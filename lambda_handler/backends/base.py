@@ -139,6 +139,11 @@ class MosaicJSONBackend(BaseBackend):
         tiles = self.mosaic_def.tiles
         return {qk: tiles[qk] for qk in keys[start:end]}
 
+    def _prefix_assets(self, prefix: str) -> list[str]:
+        """Assets of every quadkey under `prefix`, in quadkey order, without duplicates (stores
+        with a faster answer for a whole prefix override this)."""
+        return self._flatten(self._fetch_prefix(prefix))
+
     def _list_quadkeys(self) -> list[str]:
         """Every quadkey of the index."""
         return list(self.mosaic_def.tiles)
@@ -212,7 +217,7 @@ class MosaicJSONBackend(BaseBackend):
                 depth = z - qz
                 key = tile_quadkey(x >> depth, y >> depth, qz)
                 return self._flatten(self._fetch_quadkeys([key]), [key])
-            return self._flatten(self._fetch_prefix(tile_quadkey(x, y, z)))
+            return self._prefix_assets(tile_quadkey(x, y, z))
 
         assets = self._cache_get(
             ("tile", self.mosaic_def.version, x, y, z), lookup, cache.assets_cache
@@ -303,7 +308,9 @@ class MosaicJSONBackend(BaseBackend):
         **kwargs: Any,
     ) -> None:
         """Add footprints to the mosaic: merge their assets per quadkey, bump the version,
-        union the bounds. An asset already listed for a quadkey is not added twice."""
+        union the bounds. An asset already listed for a quadkey is not added twice.
+
+        `quiet` is accepted for cogeo-mosaic's signature; the builder prints nothing."""
         # The builder (and shapely behind it) is not needed to read tiles: imported by updates.
         from lambda_handler.mosaic.builder import from_features
 
@@ -325,7 +332,6 @@ class MosaicJSONBackend(BaseBackend):
         bounds = bbox_union(current.bounds, addition.bounds)
         document = current.model_copy(
             update={
-                "tiles": {} if not self._tiles_in_document else current.tiles,
                 "bounds": bounds,
                 "center": (
                     (bounds[0] + bounds[2]) / 2,
@@ -339,7 +345,8 @@ class MosaicJSONBackend(BaseBackend):
         if current.mosaicjson != addition.mosaicjson:
             document.mosaicjson = addition.mosaicjson
         self._persist_update(document, changed)
-        self.mosaic_def = document if not self._tiles_in_document else self.mosaic_def
+        if not self._tiles_in_document:  # document stores hold the merged index already
+            self.mosaic_def = document
         self.bounds = bounds
         self._invalidate()
 

@@ -80,7 +80,6 @@ from lambda_handler.errors import (
     MosaicWriteError,
 )
 from lambda_handler.mosaic.model import MosaicJSON
-from lambda_handler.mosaic.tiling import tile_quadkey
 from lambda_handler.settings import aws_settings
 
 logger = logging.getLogger(__name__)
@@ -594,19 +593,12 @@ class DynamoDBBackend(MosaicJSONBackend):
     def _all_tiles(self) -> dict[str, list[str]]:
         return self._query_tiles("")
 
-    def get_assets(self, x: int, y: int, z: int, reverse: bool = False) -> list[str]:
-        """Assets of tile (x, y, z) of the mosaic's TMS: its overview item (one GetItem) for a
-        zoom with overviews, else as the base class does (GetItem or one paginated Query)."""
-        if z >= self.quadkey_zoom or z not in self.overview_zooms:
-            return super().get_assets(x, y, z, reverse=reverse)
-        prefix = tile_quadkey(x, y, z)
-        assets = self._cache_get(
-            ("tile", self.mosaic_def.version, x, y, z),
-            lambda: self._overview_assets(prefix),
-            cache.assets_cache,
-        )
-        assets = self._with_prefix(assets)
-        return list(reversed(assets)) if reverse else assets
+    def _prefix_assets(self, prefix: str) -> list[str]:
+        """A low-zoom tile's assets: its overview item (one GetItem) for a zoom with overviews,
+        else the base class's one paginated Query."""
+        if len(prefix) in self.overview_zooms:
+            return self._overview_assets(prefix)
+        return super()._prefix_assets(prefix)
 
     def _overview_assets(self, prefix: str) -> list[str]:
         """A prefix's assets from its overview item (one GetItem). Without one (no tiles under

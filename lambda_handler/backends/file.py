@@ -70,8 +70,6 @@ class FileBackend(MosaicJSONBackend):
         except PermissionError as err:
             raise MosaicAuthError(f"permission denied writing {path}") from err
         except OSError as err:
-            if isinstance(err, FileExistsError):
-                raise
             raise MosaicWriteError(f"could not write {path}: {err}") from err
         finally:
             if os.path.exists(tmp):

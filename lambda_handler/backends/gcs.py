@@ -25,6 +25,7 @@ from lambda_handler.errors import (
     MosaicExistsError,
     MosaicNotFoundError,
     MosaicWriteError,
+    brief_message,
 )
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.settings import cloud_storage_settings
@@ -115,17 +116,13 @@ class GCSBackend(MosaicJSONBackend):
     """
 
     _backend_name: ClassVar[str] = "Google Cloud Storage"
+    location: GCSLocation = attr.ib(init=False)
 
     def __attrs_post_init__(self) -> None:
         """Check the URI and the client library before anything is read."""
-        parse_gcs_uri(self.input)
+        self.location = parse_gcs_uri(self.input)
         _import_storage()
         super().__attrs_post_init__()
-
-    @property
-    def location(self) -> GCSLocation:
-        """Bucket and object name."""
-        return parse_gcs_uri(self.input)
 
     def _blob(self) -> "Blob":
         where = self.location
@@ -187,11 +184,11 @@ class GCSBackend(MosaicJSONBackend):
             return MosaicNotFoundError(self._not_found_message())
         if isinstance(err, api.Forbidden | api.Unauthorized | GoogleAuthError):
             return MosaicAuthError(
-                f"access denied to {self.input} ({action}): {_short(err)}; check the "
+                f"access denied to {self.input} ({action}): {brief_message(err)}; check the "
                 "application default credentials (or MOSAIC_CLOUD_GCS_ANONYMOUS for public buckets)"
             )
         if isinstance(err, api.GoogleAPICallError | RequestException):
-            return failed(f"could not {action} {self.input}: {_short(err)}")
+            return failed(f"could not {action} {self.input}: {brief_message(err)}")
         return err
 
     def _not_found_message(self) -> str:
@@ -205,8 +202,3 @@ class GCSBackend(MosaicJSONBackend):
         if not bucket_exists:
             return f"GCS bucket not found: {where.bucket!r} (for {self.input})"
         return f"mosaic not found: object {where.key!r} does not exist in bucket {where.bucket!r}"
-
-
-def _short(err: Exception) -> str:
-    text = str(err)
-    return text if len(text) <= 300 else text[:300] + "…"

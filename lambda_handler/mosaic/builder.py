@@ -174,7 +174,7 @@ def build_index(
     burnt = np.unique(tile_key[shapely.intersects(projected_geoms[geom_index], projected_boxes)])
     keep = np.isin(tile_key, burnt, assume_unique=False)
     keep[keep] = shapely.intersects(geoms[geom_index[keep]], geographic_boxes[keep])
-    geom_index, cols, rows = geom_index[keep], cols[keep], rows[keep]
+    geom_index, cols, rows, tile_key = geom_index[keep], cols[keep], rows[keep], tile_key[keep]
     geographic_boxes = geographic_boxes[keep]
 
     cover = None
@@ -184,11 +184,16 @@ def build_index(
         )
         if minimum_tile_cover:
             keep = cover > minimum_tile_cover
-            geom_index, cols, rows, cover = geom_index[keep], cols[keep], rows[keep], cover[keep]
+            geom_index, cols, rows, tile_key, cover = (
+                geom_index[keep],
+                cols[keep],
+                rows[keep],
+                tile_key[keep],
+                cover[keep],
+            )
 
     # Order: by tile, then by footprint order (or by coverage, largest first, ties by later
     # footprint first, as cogeo-mosaic's reverse sort of (coverage, index) does).
-    tile_key = cols * (1 << zoom) + rows
     if tile_cover_sort:
         order = np.lexsort((-geom_index, -cover, tile_key))
     else:
