@@ -63,3 +63,17 @@ def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.skip(f"real-world fixtures folder not found: {SHARED_FIXTURES} (../shared/fixtures)")
     return SHARED_FIXTURES
+
+
+@pytest.fixture
+def mosaic():
+    """A small in-memory mosaic: three footprints, zooms 5-10, quadkey zoom 7."""
+    from lambda_handler.mosaic import from_features
+    from tests.test_builder import square
+
+    features = [
+        square(1.0, 1.0, 2.0, "a.tif"),
+        square(2.0, 1.5, 2.0, "b.tif"),
+        square(-3.0, -2.0, 1.0, "c.tif"),
+    ]
+    return from_features(features, 5, 10, quadkey_zoom=7, name="test")

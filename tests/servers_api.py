@@ -160,3 +160,18 @@ def api_server(api_store, tmp_path_factory) -> Iterator[str]:
         "lambda_handler.app:create_app", {**os.environ, **api_store.env()}, log
     ) as base:
         yield base
+
+
+@pytest.fixture(scope="module", params=["asgi", "uvicorn"])
+def client(request, api_store):
+    """An HTTP client of the app: in process (ASGI) or over a socket (uvicorn)."""
+    if request.param == "asgi":
+        from fastapi.testclient import TestClient
+
+        from lambda_handler.app import create_app
+
+        with TestClient(create_app(api_store.settings)) as test_client:
+            yield test_client
+    else:
+        with httpx.Client(base_url=request.getfixturevalue("api_server"), timeout=60) as http:
+            yield http

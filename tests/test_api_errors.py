@@ -4,24 +4,9 @@ import gzip
 
 import httpx
 import morecantile
-import pytest
-from fastapi.testclient import TestClient
-
-from lambda_handler.app import create_app
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 OVERLAP = (-78.15, 45.40)
-
-
-@pytest.fixture(scope="module", params=["asgi", "uvicorn"])
-def client(request, api_store):
-    """An HTTP client of the app: in process (ASGI) or over a socket (uvicorn)."""
-    if request.param == "asgi":
-        with TestClient(create_app(api_store.settings)) as test_client:
-            yield test_client
-    else:
-        with httpx.Client(base_url=request.getfixturevalue("api_server"), timeout=60) as http:
-            yield http
 
 
 def tile_path(mosaic: str, lon: float, lat: float, z: int, suffix: str = "") -> str:

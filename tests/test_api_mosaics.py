@@ -2,8 +2,6 @@
 
 import uuid
 
-import httpx
-import pytest
 from fastapi.testclient import TestClient
 
 from lambda_handler.app import create_app
@@ -11,17 +9,6 @@ from lambda_handler.settings import ApiSettings
 from tests.servers_api import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-@pytest.fixture(scope="module", params=["asgi", "uvicorn"])
-def client(request, api_store):
-    """An HTTP client of the app: in process (ASGI) or over a socket (uvicorn)."""
-    if request.param == "asgi":
-        with TestClient(create_app(api_store.settings)) as test_client:
-            yield test_client
-    else:
-        with httpx.Client(base_url=request.getfixturevalue("api_server"), timeout=60) as http:
-            yield http
 
 
 def new_id() -> str:

@@ -7,10 +7,9 @@ import httpx
 import morecantile
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from rasterio.io import MemoryFile
 
-from lambda_handler.app import create_app
+from lambda_handler.routes.dependencies import PIXEL_SELECTION_METHODS
 from lambda_handler.sample_data import scene_value
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
@@ -18,29 +17,7 @@ WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 SCENE_A_ONLY = (-78.40, 45.20)
 # Where scenes a, b and c overlap.
 OVERLAP = (-78.15, 45.40)
-METHODS = [
-    "first",
-    "highest",
-    "lowest",
-    "mean",
-    "median",
-    "stdev",
-    "lastbandlow",
-    "lastbandhigh",
-    "count",
-]
-
-
-@pytest.fixture(scope="module", params=["asgi", "uvicorn"])
-def client(request, api_store):
-    """An HTTP client of the app: in process (ASGI) or over a socket (uvicorn)."""
-    if request.param == "asgi":
-        with TestClient(create_app(api_store.settings)) as test_client:
-            yield test_client
-    else:
-        base = request.getfixturevalue("api_server")
-        with httpx.Client(base_url=base, timeout=60) as http_client:
-            yield http_client
+METHODS = list(PIXEL_SELECTION_METHODS)
 
 
 def tile_of(lon: float, lat: float, z: int, tms=WEB_MERCATOR) -> tuple[int, int, int]:

@@ -19,9 +19,7 @@ from lambda_handler.errors import (
     MosaicExistsError,
     MosaicNotFoundError,
 )
-from lambda_handler.mosaic import from_features
 from lambda_handler.mosaic.builder import from_urls
-from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.sample_data import scene_value
 from tests.test_builder import square
 
@@ -44,16 +42,6 @@ def service():
 
 def stored_bytes(container: str, key: str) -> bytes:
     return service().get_blob_client(container, key).download_blob().readall()
-
-
-@pytest.fixture
-def mosaic() -> MosaicJSON:
-    features = [
-        square(1.0, 1.0, 2.0, "a.tif"),
-        square(2.0, 1.5, 2.0, "b.tif"),
-        square(-3.0, -2.0, 1.0, "c.tif"),
-    ]
-    return from_features(features, 5, 10, quadkey_zoom=7, name="azure-test")
 
 
 # ---------------------------------------------------------------------------- URI parsing
@@ -111,7 +99,7 @@ def test_round_trip(container, mosaic, name):
     if name.endswith(".gz"):
         assert raw[:2] == b"\x1f\x8b"
         raw = gzip.decompress(raw)
-    assert json.loads(raw)["name"] == "azure-test"
+    assert json.loads(raw)["name"] == mosaic.name
     with MosaicBackend(uri) as backend:
         stored = backend.to_document()
         assert stored.tiles == mosaic.tiles
@@ -140,7 +128,7 @@ def test_overwrite_false_keeps_the_existing_blob(container, mosaic):
     other = mosaic.model_copy(update={"name": "other"})
     with pytest.raises(MosaicExistsError, match="already exists"):
         MosaicBackend(uri, mosaic_def=other).write(overwrite=False)
-    assert MosaicBackend(uri).mosaic_def.name == "azure-test"
+    assert MosaicBackend(uri).mosaic_def.name == mosaic.name
     MosaicBackend(uri, mosaic_def=other).write(overwrite=True)
     assert MosaicBackend(uri).mosaic_def.name == "other"
 

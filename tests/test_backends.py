@@ -22,18 +22,7 @@ from lambda_handler.errors import (
     UnsupportedURIError,
 )
 from lambda_handler.mosaic import from_features
-from lambda_handler.mosaic.model import MosaicJSON
 from tests.test_builder import square
-
-
-@pytest.fixture
-def mosaic() -> MosaicJSON:
-    features = [
-        square(1.0, 1.0, 2.0, "a.tif"),
-        square(2.0, 1.5, 2.0, "b.tif"),
-        square(-3.0, -2.0, 1.0, "c.tif"),
-    ]
-    return from_features(features, 5, 10, quadkey_zoom=7, name="test")
 
 
 def store_uris(tmp_path):

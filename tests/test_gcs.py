@@ -13,7 +13,6 @@ import pytest
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.backends.gcs import GCSBackend, gcs_client, parse_gcs_uri
 from lambda_handler.errors import InvalidMosaicError, MosaicExistsError, MosaicNotFoundError
-from lambda_handler.mosaic import from_features
 from lambda_handler.mosaic.builder import from_urls
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.sample_data import scene_value
@@ -31,16 +30,6 @@ def gcs(gcs_emulator, monkeypatch):
     bucket = f"mosaics-{uuid.uuid4().hex[:12]}"
     gcs_client().create_bucket(bucket)
     return bucket
-
-
-@pytest.fixture
-def mosaic() -> MosaicJSON:
-    features = [
-        square(1.0, 1.0, 2.0, "a.tif"),
-        square(2.0, 1.5, 2.0, "b.tif"),
-        square(-3.0, -2.0, 1.0, "c.tif"),
-    ]
-    return from_features(features, 5, 10, quadkey_zoom=7, name="gcs-test")
 
 
 def stored_bytes(bucket: str, key: str) -> bytes:
@@ -91,7 +80,7 @@ def test_round_trip(gcs, mosaic, name):
     if name.endswith(".gz"):
         assert raw[:2] == b"\x1f\x8b"
         raw = gzip.decompress(raw)
-    assert json.loads(raw)["name"] == "gcs-test"
+    assert json.loads(raw)["name"] == mosaic.name
     with MosaicBackend(uri) as backend:
         stored = backend.to_document()
         assert stored.tiles == mosaic.tiles
@@ -123,7 +112,7 @@ def test_overwrite_false_keeps_the_existing_object(gcs, mosaic):
     other = mosaic.model_copy(update={"name": "other"})
     with pytest.raises(MosaicExistsError, match="already exists"):
         MosaicBackend(uri, mosaic_def=other).write(overwrite=False)
-    assert MosaicBackend(uri).mosaic_def.name == "gcs-test"
+    assert MosaicBackend(uri).mosaic_def.name == mosaic.name
     MosaicBackend(uri, mosaic_def=other).write(overwrite=True)
     assert MosaicBackend(uri).mosaic_def.name == "other"
 
