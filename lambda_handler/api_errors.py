@@ -27,6 +27,7 @@ from lambda_handler.errors import (
     FootprintReadError,
     InvalidMosaicError,
     InvalidMosaicNameError,
+    ListingNotSupportedError,
     MosaicAuthError,
     MosaicError,
     MosaicExistsError,
@@ -55,10 +56,6 @@ class OutsideMosaicError(ApiError):
 
     def __init__(self, message: str):
         super().__init__(404, message)
-
-
-class ListingNotSupportedError(MosaicError):
-    """The configured store cannot list its mosaics."""
 
 
 # An error class, or "module.Class" for the classes of lazily imported libraries.

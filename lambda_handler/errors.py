@@ -12,6 +12,7 @@ __all__ = [
     "FootprintReadError",
     "InvalidMosaicError",
     "InvalidMosaicNameError",
+    "ListingNotSupportedError",
     "MosaicAuthError",
     "MosaicError",
     "MosaicExistsError",
@@ -77,6 +78,10 @@ class FootprintReadError(MosaicError):
         self.failures = failures
         details = "; ".join(f"{path}: {reason}" for path, reason in failures.items())
         super().__init__(f"Could not read {len(failures)} dataset(s): {details}")
+
+
+class ListingNotSupportedError(MosaicError):
+    """The store cannot list the mosaics it holds."""
 
 
 class MultipleDataTypeError(MosaicError, ValueError):

@@ -2,7 +2,27 @@
 
 from pathlib import Path
 
-from lambda_handler.errors import UnsupportedURIError
+from lambda_handler.errors import (
+    ListingNotSupportedError,
+    MosaicNotFoundError,
+    UnsupportedURIError,
+)
+
+
+def _names_in_directory(directory: Path, prefix: str, suffixes: tuple[str, ...]) -> list[str]:
+    """`name` of every visible file `{prefix}{name}{suffix}` in a directory, sorted."""
+    if not directory.is_dir():
+        return []
+    names = []
+    for path in sorted(directory.iterdir()):
+        base = path.name
+        if base.startswith(".") or not base.startswith(prefix):
+            continue
+        for suffix in suffixes:
+            if base.endswith(suffix) and len(base) > len(prefix) + len(suffix):
+                names.append(base[len(prefix) : len(base) - len(suffix)])
+                break
+    return names
 
 
 def list_mosaics(store: str) -> list[str]:
@@ -16,19 +36,42 @@ def list_mosaics(store: str) -> list[str]:
 
         return SQLiteBackend.list_mosaics_in_db(store)
     if store.startswith("dynamodb://"):
-        from lambda_handler.backends import backend_class
+        from lambda_handler.backends.dynamodb import DynamoDBBackend
 
-        return backend_class(store).list_mosaics_in_table(store)
-    directory = Path(store[len("file://") :] if store.startswith("file://") else store)
-    if "://" not in store and directory.is_dir():
-        names = []
-        for path in sorted(directory.iterdir()):
-            for suffix in (".json.gz", ".json"):
-                if path.name.endswith(suffix) and not path.name.startswith("."):
-                    names.append(path.name[: -len(suffix)])
-                    break
-        return names
+        return DynamoDBBackend.list_mosaics(store)
+    directory = Path(store.removeprefix("file://"))
+    if "://" not in store.removeprefix("file://") and directory.is_dir():
+        return _names_in_directory(directory, "", (".json.gz", ".json"))
     raise UnsupportedURIError(
         f"cannot list mosaics in {store!r}: use sqlite:///file.db, dynamodb://region/table "
         "or a local directory"
     )
+
+
+def list_mosaic_ids(template: str) -> list[str]:
+    """Ids of the mosaics in the store a URI template (with `{mosaic_id}`) points into.
+
+    SQLite/DynamoDB: the store's own listing; a local-file template (`/dir/{mosaic_id}.json`):
+    the directory's matching files; other stores: a `list_mosaics(template)` class method of
+    their backend, when it has one. A store that does not exist yet holds nothing.
+    """
+    head, _, tail = template.partition("{mosaic_id}")
+    if head.startswith(("sqlite:///", "dynamodb://")) and not tail:
+        try:
+            return list_mosaics(head.rstrip(":"))
+        except MosaicNotFoundError:
+            return []
+    if "://" not in head or head.startswith("file://"):
+        directory = Path(head.removeprefix("file://"))
+        if head.endswith("/"):
+            return _names_in_directory(directory, "", (tail,))
+        return _names_in_directory(directory.parent, directory.name, (tail,))
+    from lambda_handler.backends import backend_class
+
+    try:
+        lister = getattr(backend_class(head + "x" + tail), "list_mosaics", None)
+    except UnsupportedURIError as err:
+        raise ListingNotSupportedError(str(err)) from err
+    if lister is None:
+        raise ListingNotSupportedError(f"the store of {template!r} cannot list its mosaics")
+    return list(lister(template))

@@ -526,6 +526,16 @@ def test_list_mosaics(table, dynamodb_env):
     ]
     with pytest.raises(MosaicNotFoundError):
         DynamoDBBackend.list_mosaics("no-such-table")
+    # The store listings the CLI (`mosaic-tiler list`) and `GET /mosaics` use.
+    from lambda_handler.stores import list_mosaic_ids, list_mosaics
+
+    assert list_mosaics(f"dynamodb:///{table}") == ["a.mosaic", "b-mosaic", "c_mosaic"]
+    assert list_mosaic_ids(f"dynamodb:///{table}:{{mosaic_id}}") == [
+        "a.mosaic",
+        "b-mosaic",
+        "c_mosaic",
+    ]
+    assert list_mosaic_ids("dynamodb:///no-such-table:{mosaic_id}") == []
 
 
 def test_item_over_400kb_is_rejected_before_writing(table, dynamodb_env):

@@ -5,7 +5,6 @@ build or parse documents, not at startup.
 """
 
 import datetime as dt
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -14,9 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
-from lambda_handler.api_errors import ApiError, ErrorMappingRoute, ListingNotSupportedError
+from lambda_handler.api_errors import ApiError, ErrorMappingRoute
 from lambda_handler.backends import MosaicBackend
-from lambda_handler.errors import InvalidMosaicError, MosaicNotFoundError, UnsupportedURIError
+from lambda_handler.errors import InvalidMosaicError
 from lambda_handler.rendering import ImageFormat
 from lambda_handler.routes.common import open_backend, uri_for_id
 from lambda_handler.routes.dependencies import TileMatrixSetId, get_settings, get_tms
@@ -177,45 +176,6 @@ def build_document(body: MosaicSource, name: str) -> "MosaicJSON":
     return from_urls(body.urls, minzoom=body.minzoom, maxzoom=body.maxzoom, **options)
 
 
-# ---------------------------------------------------------------------------- listing
-def list_mosaic_ids(template: str) -> list[str]:
-    """Ids of the mosaics in the store a URI template points into.
-
-    SQLite/DynamoDB: the store's own listing; a local-file template (`/dir/{mosaic_id}.json`):
-    the directory's matching files; other stores: a `list_mosaics(template)` class method of
-    their backend, when it has one.
-    """
-    head, _, tail = template.partition("{mosaic_id}")
-    if head.startswith(("sqlite:///", "dynamodb://")) and not tail:
-        from lambda_handler.stores import list_mosaics
-
-        try:
-            return list_mosaics(head.rstrip(":"))
-        except MosaicNotFoundError:
-            return []  # the store does not exist yet: it holds nothing
-    if "://" not in head or head.startswith("file://"):
-        directory = Path(head.removeprefix("file://"))
-        prefix = directory.name if not head.endswith("/") else ""
-        directory = directory if head.endswith("/") else directory.parent
-        if not directory.is_dir():
-            return []
-        names = []
-        for path in sorted(directory.iterdir()):
-            base = path.name
-            if base.startswith(prefix) and base.endswith(tail) and not base.startswith("."):
-                names.append(base[len(prefix) : len(base) - len(tail)])
-        return [n for n in names if n]
-    from lambda_handler.backends import backend_class
-
-    try:
-        lister = getattr(backend_class(head + "x" + tail), "list_mosaics", None)
-    except UnsupportedURIError as err:
-        raise ListingNotSupportedError(str(err)) from err
-    if lister is None:
-        raise ListingNotSupportedError(f"the store of {template!r} cannot list its mosaics")
-    return list(lister(template))
-
-
 # ---------------------------------------------------------------------------- routes
 def mosaics_router() -> APIRouter:  # noqa: C901
     """`/mosaics` management routes."""
@@ -275,6 +235,8 @@ def mosaics_router() -> APIRouter:  # noqa: C901
     ) -> JSONResponse:
         """Ids of the stored mosaics, a page at a time (`next`/`prev` links)."""
         size = min(limit or settings.default_page_size, settings.max_page_size)
+        from lambda_handler.stores import list_mosaic_ids
+
         ids = list_mosaic_ids(settings.mosaic_uri_template)
         page = ids[offset : offset + size]
         base = str(request.url_for("list_mosaics"))
