@@ -535,7 +535,7 @@ def main() -> None:
     except KeyboardInterrupt:
         stderr.print("interrupted")
         sys.exit(130)
-    except (OSError, ValueError, TypeError, ImportError) as err:
+    except Exception as err:  # anything else: still one line and a non-zero exit code
         stderr.print(
             f"[red]Error:[/red] {type(err).__name__}: {err}", highlight=False, soft_wrap=True
         )
