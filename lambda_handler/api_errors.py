@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from lambda_handler.deadline import DeadlineExceededError
 from lambda_handler.errors import (
     BackendNotAvailableError,
     FootprintReadError,
@@ -29,9 +30,11 @@ from lambda_handler.errors import (
     InvalidMosaicNameError,
     ListingNotSupportedError,
     MosaicAuthError,
+    MosaicConflictError,
     MosaicError,
     MosaicExistsError,
     MosaicNotFoundError,
+    MosaicPreconditionError,
     MosaicWriteError,
     MultipleDataTypeError,
     ReadOnlyBackendError,
@@ -69,8 +72,14 @@ STATUS_CODES: list[tuple[ErrorClass, int, str | None]] = [
     (MosaicExistsError, 409, None),
     (ReadOnlyBackendError, 405, None),
     (MosaicAuthError, 424, None),
+    # Before MosaicWriteError, their base: a refused concurrent write is not a store failure.
+    (MosaicPreconditionError, 412, None),
+    (MosaicConflictError, 409, None),
     (FootprintReadError, 424, "urls"),
     ("lambda_handler.reading.AssetReadError", 424, None),
+    ("lambda_handler.reading.AssetNotAllowedError", 403, None),
+    ("lambda_handler.reading.InvalidReadOptionError", 422, None),
+    (DeadlineExceededError, 504, None),
     (MosaicWriteError, 503, None),
     (UnsupportedURIError, 422, "url"),
     (BackendNotAvailableError, 422, "url"),
@@ -149,10 +158,39 @@ def status_for(error: BaseException) -> tuple[int, str | None]:
     return 500, None
 
 
+# Fields that are path parameters (422 answers locate them in "path").
+PATH_FIELDS = frozenset(
+    {"mosaic_id", "tileMatrixSetId", "z", "x", "y", "lon", "lat", "minx", "miny", "maxx", "maxy"}
+)
+
+
+def _location(field: str | None) -> list[str]:
+    if field == "body":
+        return ["body"]
+    return ["path" if field in PATH_FIELDS else "query", field or "request"]
+
+
+def client_message(error: BaseException, status: int) -> str:
+    """The text a client gets: GDAL's own words (local paths, whether a file exists,
+    `/vsicurl/` forms) never leave the server; they are logged instead."""
+    if isinstance(error, FootprintReadError):
+        from lambda_handler.reading import summarize_gdal_error
+
+        reasons = "; ".join(
+            f"{path}: {summarize_gdal_error(reason)}" for path, reason in error.failures.items()
+        )
+        logger.info("footprint read failed: %s", error)
+        return f"could not read {len(error.failures)} dataset(s): {reasons}"
+    if status == 424 and any(is_a(error, cls) for cls in GDAL_ERROR_NAMES):
+        logger.info("dataset read failed: %s", error)
+        return "a dataset could not be read: not a readable raster"
+    return str(error) or type(error).__name__
+
+
 def error_response(error: BaseException) -> Response:
     """The response of an error (no body for 204)."""
     status, field = status_for(error)
-    message = str(error) or type(error).__name__
+    message = client_message(error, status)
     if status == 204:
         return Response(status_code=204, headers={"X-Reason": message[:200]})
     if status >= 500:
@@ -160,7 +198,11 @@ def error_response(error: BaseException) -> Response:
     detail: object = message
     if status == 422:
         detail = [
-            {"loc": ["query" if field != "body" else "body", field or "request"], "msg": message}
+            {
+                "loc": _location(field),
+                "msg": message,
+                "type": "value_error",
+            }
         ]
         return JSONResponse({"detail": detail}, status_code=422)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -181,7 +223,11 @@ async def _handle_http(request: Request, error: StarletteHTTPException) -> Respo
 async def _handle_validation(request: Request, error: RequestValidationError) -> Response:
     # FastAPI's answer, made JSON-safe (ctx may hold exception objects).
     problems = [
-        {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type")}
+        {
+            "loc": list(item.get("loc", ())),
+            "msg": item.get("msg", ""),
+            "type": item.get("type") or "value_error",
+        }
         for item in error.errors()
     ]
     return JSONResponse({"detail": problems}, status_code=422)

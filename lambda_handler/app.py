@@ -11,16 +11,24 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from lambda_handler.api_errors import install_error_handlers
 from lambda_handler.routes.deferred import DeferredRoutes, document_deferred_routes
-from lambda_handler.routes.middleware import CacheControlMiddleware, TextGZipMiddleware
+from lambda_handler.routes.middleware import (
+    BodyLimitMiddleware,
+    CacheControlMiddleware,
+    DeadlineMiddleware,
+    ErrorJSONMiddleware,
+    HeadAsGetMiddleware,
+    PublicHostMiddleware,
+    SplitCORSMiddleware,
+    TextGZipMiddleware,
+)
+from lambda_handler.routes.security import WriteAuthMiddleware
 from lambda_handler.routes.viewer import STATIC_DIR
 from lambda_handler.settings import ApiSettings
 
-WRITE_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
 MOSAIC_ID_PREFIX = "/mosaics/{mosaic_id}"
 MOSAIC_URL_PREFIX = "/mosaic"
 # Route names of the management routes (checked when they are built), for url_for.
@@ -74,8 +82,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     ]
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    # async: answered on the event loop, even when every worker thread is busy.
     @app.get("/healthz", tags=["Health"], summary="Health check")
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
         """Liveness: the app answers (no store is contacted)."""
         return JSONResponse(
             {"status": "ok", "title": settings.title}, headers={"Cache-Control": "no-store"}
@@ -83,14 +92,24 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     document_deferred_routes(app)
 
-    # Outermost last: CORS must see every answer, errors included.
+    # Outermost last. From the outside in: CORS sees every answer, errors included; links use
+    # a trusted host; HEAD runs as GET; credentials are checked from the headers before the
+    # body is read, the body is capped as it streams in; then the deadline, and unexpected
+    # errors become JSON 500s inside it (so they get CORS headers and keep the connection).
     app.add_middleware(CacheControlMiddleware, cache_control=settings.cache_control)
     app.add_middleware(TextGZipMiddleware, minimum_size=settings.gzip_minimum_size)
+    app.add_middleware(ErrorJSONMiddleware)
+    app.add_middleware(DeadlineMiddleware, timeout=settings.request_timeout)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(WriteAuthMiddleware, settings=settings)
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_methods=["GET", "HEAD", "OPTIONS", *WRITE_METHODS],
-        allow_headers=["*"],
+        PublicHostMiddleware, public_url=settings.public_url, allowed_hosts=settings.allowed_hosts
+    )
+    app.add_middleware(
+        SplitCORSMiddleware,
+        read_origins=settings.cors_origins,
+        write_origins=settings.write_cors_origins,
         expose_headers=["ETag", "Server-Timing", "X-Assets", "Content-Bbox", "Location"],
     )
     return app

@@ -242,6 +242,33 @@ def export_response(
     )
 
 
+# ---------------------------------------------------------------------------- identity
+WRITE_EVENT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def event_method(event: LambdaEvent) -> str:
+    """HTTP method of an API Gateway (v1 or v2) or Function URL event."""
+    context = event.get("requestContext") or {}
+    method = (context.get("http") or {}).get("method") or event.get("httpMethod") or ""
+    return str(method).upper()
+
+
+def iam_identity(event: LambdaEvent) -> str | None:
+    """The caller's IAM identity API Gateway verified (SigV4), or None: HTTP API v2 and
+    Function URLs put it in `requestContext.authorizer.iam`, REST API v1 in
+    `requestContext.identity` (`userArn`, `caller`)."""
+    context = event.get("requestContext") or {}
+    iam = (context.get("authorizer") or {}).get("iam") or {}
+    for key in ("userArn", "callerId", "userId"):
+        if iam.get(key):
+            return str(iam[key])
+    identity = context.get("identity") or {}
+    for key in ("userArn", "caller"):
+        if identity.get(key):
+            return str(identity[key])
+    return None
+
+
 # ---------------------------------------------------------------------------- the two functions
 class ApiFunction:
     """The API function: the app for `ApiSettings`, oversized responses refused with 413."""
@@ -286,12 +313,31 @@ class ApiFunction:
 
     def __call__(self, event: LambdaEvent, context: Any = None) -> LambdaResponse:
         """Answer one event (HTTP API v2, REST API v1 or Function URL)."""
+        refusal = self.refuse_unverified_write(event)
+        if refusal is not None:
+            return refusal
         response = self.adapter(event, context)
         size = response_size(response)
         limit = self.lambda_settings.response_limit_bytes
         if size > limit:
             return self.oversized(response, size)
         return response
+
+    def refuse_unverified_write(self, event: LambdaEvent) -> LambdaResponse | None:
+        """403 for a write event without a verified IAM identity, in Lambda, when no API key
+        is configured (the writer function relies on API Gateway's IAM authorization: this is
+        defence in depth should a route lose its authorizer). None to go on."""
+        if not in_lambda() or event_method(event) not in WRITE_EVENT_METHODS:
+            return None
+        if self.api_settings().api_key or iam_identity(event):
+            return None
+        return _json_answer(
+            403,
+            {
+                "detail": "writes need a verified IAM identity (SigV4-signed request through the "
+                "IAM-authorized API route); none is in the request context"
+            },
+        )
 
     def oversized(self, response: LambdaResponse, size: int) -> LambdaResponse:
         """What to answer instead of a response Lambda would refuse."""

@@ -5,16 +5,24 @@ Three things beyond rio-tiler's `BaseBackend.tile`:
 - candidates whose extent is known not to touch the tile are skipped before any GDAL open
   (extents are remembered per process the first time an asset is opened; an asset whose
   envelope misses the tile has no data in it, so the output is unchanged);
-- the time spent searching, filtering and reading is returned for `Server-Timing`.
+- the time spent searching, filtering and reading is returned for `Server-Timing`;
+- every asset passes the allow-list before GDAL sees it, options are checked against the
+  asset (band numbers, nodata in its data type) so bad input is a 422, each read runs under
+  bounded GDAL HTTP timeouts and the request's deadline (`ReadGuard`), and error messages say
+  what failed without GDAL's text (local paths, file existence, `/vsicurl/` forms).
 """
 
+import contextlib
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import attr
 import numpy
+import rasterio
 from cachetools import TTLCache
 from morecantile import Tile, TileMatrixSet
 from rasterio.crs import CRS
@@ -28,7 +36,9 @@ from rio_tiler.mosaic.reader import mosaic_reader
 from rio_tiler.utils import inherit_rasterio_env
 
 from lambda_handler.backends.base import MosaicJSONBackend
+from lambda_handler.deadline import Deadline
 from lambda_handler.errors import MosaicError
+from lambda_handler.url_policy import UrlNotAllowed, check_url
 
 try:  # GDAL errors raised outside rasterio's own hierarchy
     from rasterio._err import CPLE_BaseError
@@ -55,11 +65,125 @@ def stac_reader() -> type:
 
 
 class AssetReadError(MosaicError):
-    """An asset of the mosaic could not be opened or read."""
+    """An asset of the mosaic could not be opened or read (the reason is summarized: GDAL's
+    text names local paths and tells whether a file exists)."""
 
     def __init__(self, asset: str, reason: Any):
         self.asset = asset
-        super().__init__(f"could not read asset {asset}: {reason}")
+        super().__init__(f"could not read asset {asset}: {summarize_gdal_error(reason)}")
+
+
+class AssetNotAllowedError(MosaicError):
+    """A mosaic names an asset outside MOSAIC_API_ALLOWED_ASSET_PREFIXES (answered 403)."""
+
+    def __init__(self, asset: str, reason: str):
+        self.asset = asset
+        super().__init__(f"the mosaic names a forbidden asset, not read: {reason}")
+
+
+class InvalidReadOptionError(MosaicError, ValueError):
+    """A read option does not fit the asset (band numbers, nodata): a 422 naming the field."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+_HTTP_CODE = re.compile(r"HTTP response code: (\d{3})")
+
+
+def summarize_gdal_error(reason: Any) -> str:
+    """What a client may learn of a GDAL failure: an HTTP status, a timeout, or that the asset
+    is not a readable raster (the same words whether a local file is missing or not)."""
+    text = str(reason)
+    if match := _HTTP_CODE.search(text):
+        return f"HTTP {match.group(1)}"
+    lowered = text.lower()
+    if "timed out" in lowered or "timeout" in lowered:
+        return "timed out"
+    return "not a readable raster"
+
+
+_BAND = re.compile(r"\bb(\d+)\b")
+
+
+def check_read_options(asset: str, count: int, dtype: str, kwargs: dict[str, Any]) -> None:
+    """InvalidReadOptionError unless the bands asked for exist and nodata fits the data type."""
+    indexes = kwargs.get("indexes")
+    if indexes is not None:
+        for index in [indexes] if isinstance(indexes, int) else indexes:
+            if not 1 <= index <= count:
+                raise InvalidReadOptionError(
+                    "bidx", f"band {index} does not exist: asset {asset} has {count} band(s)"
+                )
+    expression = kwargs.get("expression")
+    if expression:
+        for number in _BAND.findall(expression):
+            if not 1 <= int(number) <= count:
+                raise InvalidReadOptionError(
+                    "expression",
+                    f"band b{int(number)} does not exist: asset {asset} has {count} band(s)",
+                )
+    nodata = kwargs.get("nodata")
+    if nodata is not None and numpy.issubdtype(numpy.dtype(dtype), numpy.integer):
+        info = numpy.iinfo(numpy.dtype(dtype))
+        if not (numpy.isfinite(nodata) and float(nodata).is_integer()) or not (
+            info.min <= nodata <= info.max
+        ):
+            raise InvalidReadOptionError(
+                "nodata", f"{nodata} is not a value of the {dtype} data of asset {asset}"
+            )
+
+
+@dataclass
+class ReadGuard:
+    """What bounds the reads of one request: the asset allow-list, GDAL's HTTP timeouts and
+    the request's deadline."""
+
+    allowed_prefixes: list[str] = field(default_factory=list)
+    gdal_options: dict[str, str] = field(default_factory=dict)
+    deadline: Deadline | None = None
+    max_expression_length: int | None = None
+
+    def check_assets(self, assets: Sequence[str]) -> None:
+        """AssetNotAllowedError naming the first asset outside the allow-list."""
+        for asset in assets:
+            try:
+                check_url(str(asset), self.allowed_prefixes, "asset",
+                          "MOSAIC_API_ALLOWED_ASSET_PREFIXES")  # fmt: skip
+            except UrlNotAllowed as err:
+                raise AssetNotAllowedError(str(asset), str(err)) from err
+
+    def check_options(self, kwargs: dict[str, Any]) -> None:
+        """422 for an expression longer than the settings allow (parsing it would recurse)."""
+        expression = kwargs.get("expression")
+        if (
+            expression
+            and self.max_expression_length
+            and len(expression) > (self.max_expression_length)
+        ):
+            raise InvalidReadOptionError(
+                "expression",
+                f"the expression has {len(expression)} characters, more than "
+                f"{self.max_expression_length} (MOSAIC_API_MAX_EXPRESSION_LENGTH)",
+            )
+
+    @contextlib.contextmanager
+    def environment(self) -> Iterator[None]:
+        """GDAL options of the reads, the HTTP timeout shortened to the time left."""
+        options = dict(self.gdal_options)
+        if self.deadline is not None:
+            self.deadline.check()
+            cap = int(options.get("GDAL_HTTP_TIMEOUT", "30"))
+            options["GDAL_HTTP_TIMEOUT"] = str(self.deadline.remaining_whole_seconds(cap))
+        with rasterio.Env(**options):
+            yield
+
+    def reading(self, asset: str) -> Any:
+        """Context of one asset read (deadline checked, asset named in a 504)."""
+        if self.deadline is None:
+            return contextlib.nullcontext()
+        return self.deadline.read(asset)
 
 
 class AssetExtents:
@@ -121,19 +245,28 @@ class AssetReader(Reader):
         if self.crs is not None:
             asset_extents.remember(str(self.input), self.crs, self.bounds)
 
+    def _check(self, kwargs: dict[str, Any]) -> None:
+        check_read_options(str(self.input), self.dataset.count, self.dataset.dtypes[0], kwargs)
+
     def tile(self, *args: Any, **kwargs: Any) -> ImageData:
         """Read a tile; a GDAL failure becomes AssetReadError naming the asset."""
+        self._check(kwargs)
         try:
             return super().tile(*args, **kwargs)
         except GDAL_ERRORS as err:
             raise AssetReadError(str(self.input), err) from err
+        except RecursionError as err:  # rio-tiler parses expressions with ast
+            raise InvalidReadOptionError("expression", "the expression is too deep") from err
 
     def point(self, *args: Any, **kwargs: Any) -> Any:
         """Read a point; a GDAL failure becomes AssetReadError naming the asset."""
+        self._check(kwargs)
         try:
             return super().point(*args, **kwargs)
         except GDAL_ERRORS as err:
             raise AssetReadError(str(self.input), err) from err
+        except RecursionError as err:
+            raise InvalidReadOptionError("expression", "the expression is too deep") from err
 
 
 def _envelope_in(tms: TileMatrixSet, crs: CRS, bounds: tuple[float, ...]) -> tuple | None:
@@ -183,13 +316,17 @@ def read_tile(
     z: int,
     pixel_selection: type[MosaicMethodBase],
     threads: int,
+    guard: ReadGuard | None = None,
     **kwargs: Any,
 ) -> tuple[ImageData, list[str], list[tuple[str, float]]]:
     """Tile (x, y, z) of the backend's TMS: (image, assets used, timings in ms).
 
     Raises NoAssetFoundError when no asset covers the tile (also when every candidate turns out
-    to lie outside it), AssetReadError when an asset cannot be read.
+    to lie outside it), AssetReadError when an asset cannot be read, AssetNotAllowedError for
+    an asset outside the allow-list, DeadlineExceededError when the request's time is up.
     """
+    guard = guard or ReadGuard()
+    guard.check_options(kwargs)
     timings: list[tuple[str, float]] = []
     start = time.perf_counter()
     assets = backend.assets_for_tile(x, y, z)
@@ -203,18 +340,36 @@ def read_tile(
     if not candidates:
         raise NoAssetFoundError(f"no asset intersects tile {z}-{x}-{y}")
 
+    guard.check_assets(candidates)
     tms, options, reader = backend.tms, backend.reader_options, backend.reader
 
-    @inherit_rasterio_env
-    def _reader(asset: str, x: int, y: int, z: int, **kw: Any) -> ImageData:
-        with reader(asset, tms=tms, **options) as src:
-            return src.tile(x, y, z, **kw)
-
     start = time.perf_counter()
+    with guard.environment():
+
+        @inherit_rasterio_env  # the GDAL options above, in the reader threads too
+        def _reader(asset: str, x: int, y: int, z: int, **kw: Any) -> ImageData:
+            with guard.reading(str(asset)), reader(asset, tms=tms, **options) as src:
+                return src.tile(x, y, z, **kw)
+
+        image, used = _mosaic(candidates, _reader, x, y, z, pixel_selection, threads, kwargs)
+    timings.append(("read", _ms(start)))
+    return image, [str(a) for a in used], timings
+
+
+def _mosaic(
+    candidates: list[str],
+    reader: Any,
+    x: int,
+    y: int,
+    z: int,
+    pixel_selection: type[MosaicMethodBase],
+    threads: int,
+    kwargs: dict[str, Any],
+) -> tuple[ImageData, list[str]]:
     try:
-        image, used = mosaic_reader(
+        return mosaic_reader(
             candidates,
-            _reader,
+            reader,
             x,
             y,
             z,
@@ -226,5 +381,26 @@ def read_tile(
         )
     except EmptyMosaicError as err:
         raise NoAssetFoundError(f"no data in tile {z}-{x}-{y}") from err
-    timings.append(("read", _ms(start)))
-    return image, [str(a) for a in used], timings
+
+
+def read_point(
+    backend: MosaicJSONBackend,
+    lon: float,
+    lat: float,
+    coord_crs: CRS,
+    threads: int,
+    guard: ReadGuard | None = None,
+    **kwargs: Any,
+) -> list[tuple[str, Any]]:
+    """Values of every asset at a point ([] when no asset covers it), under the guard."""
+    guard = guard or ReadGuard()
+    guard.check_options(kwargs)
+    assets = backend.assets_for_point(lon, lat, coord_crs=coord_crs)
+    if not assets:
+        return []
+    guard.check_assets(assets)
+    with guard.environment():
+        try:
+            return backend.point(lon, lat, coord_crs=coord_crs, threads=threads, **kwargs)
+        except (NoAssetFoundError, EmptyMosaicError):
+            return []

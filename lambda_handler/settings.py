@@ -147,8 +147,65 @@ class ApiSettings(BaseSettings):
     max_page_size: int = Field(1000, ge=1)
     gzip_minimum_size: int = Field(500, ge=0, description="Smallest text response gzipped.")
     root_path: str = ""
+    # ---- security and limits (README "Security and limits")
+    allowed_asset_prefixes: list[str] = Field(
+        default_factory=list,
+        description="Asset URL prefixes a mosaic may name, compared as parsed URLs (scheme, "
+        "host, port, path segments), checked at write and before every read; STAC API URLs "
+        "and their links too. Empty: any asset except the always-refused forms (local use).",
+    )
+    write_cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the write routes (CORS)."
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL of public links (TileJSON, WMTS, map page): the Host header "
+        "is then ignored.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers trusted for public links when public_url is not set; "
+        "others are replaced by the server's own address.",
+    )
+    request_timeout: float = Field(
+        25.0, gt=0, description="Seconds before a request answers 504 (API Gateway: 30 s)."
+    )
+    max_body_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, description="Largest request body (413 beyond)."
+    )
+    max_quadkey_zoom: int = Field(16, ge=0, le=30, description="Highest quadkey_zoom of a write.")
+    max_zoom_span: int = Field(
+        16, ge=0, le=30, description="Largest maxzoom - minzoom (and quadkey_zoom - minzoom)."
+    )
+    max_quadkeys: int = Field(
+        500_000, ge=1, description="Most quadkeys a written mosaic index may hold."
+    )
+    max_items: int = Field(
+        10_000, ge=1, description="Most datasets (URLs, features, STAC items) per write."
+    )
+    max_expression_length: int = Field(
+        1024, ge=16, description="Longest band-math expression (characters)."
+    )
+    asset_http_timeout: int = Field(10, ge=1, description="GDAL_HTTP_TIMEOUT of asset reads.")
+    asset_http_connect_timeout: int = Field(
+        5, ge=1, description="GDAL_HTTP_CONNECTTIMEOUT of asset reads."
+    )
+    asset_http_max_retry: int = Field(1, ge=0, description="GDAL_HTTP_MAX_RETRY of asset reads.")
+    asset_http_retry_delay: float = Field(
+        0.5, ge=0, description="GDAL_HTTP_RETRY_DELAY of asset reads."
+    )
 
     model_config = SettingsConfigDict(env_prefix="MOSAIC_API_", defer_build=True)
+
+    def asset_gdal_options(self) -> dict[str, str]:
+        """GDAL configuration of asset reads: bounded HTTP waits, no side-car probing."""
+        return {
+            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+            "GDAL_HTTP_TIMEOUT": str(self.asset_http_timeout),
+            "GDAL_HTTP_CONNECTTIMEOUT": str(self.asset_http_connect_timeout),
+            "GDAL_HTTP_MAX_RETRY": str(self.asset_http_max_retry),
+            "GDAL_HTTP_RETRY_DELAY": str(self.asset_http_retry_delay),
+        }
 
     def model_post_init(self, context: object) -> None:
         """Reject a template without the id placeholder (every id would share one mosaic)."""

@@ -3,6 +3,11 @@
 Paging follows the STAC API spec only: `rel=next` links, POST (with `body`, and `merge`) or GET;
 a search stops on an empty page or a page without a next link. The `context` extension and
 `numberMatched` are never consulted: many servers omit them or get them wrong.
+
+Where requests go: redirects and `next` links are followed only to the search URL's own origin
+(scheme, host, port) or, when an allow-list is given (MOSAIC_API_ALLOWED_ASSET_PREFIXES), to a
+URL it admits. Errors name the status and the URL, never the upstream's body (an internal
+server's error page can hold anything).
 """
 
 import json
@@ -16,12 +21,14 @@ from cachetools import TTLCache
 from lambda_handler import cache
 from lambda_handler.errors import InvalidMosaicError, MosaicError
 from lambda_handler.settings import cache_settings, stac_settings
+from lambda_handler.url_policy import UrlNotAllowed, check_url, same_origin
 
 Item = dict[str, Any]
 Accessor = Callable[[Item], str]
 
 _ACCEPT = "application/geo+json, application/json;q=0.9"
-_OPTION_NAMES = ("max_items", "limit", "next_link_key")
+_OPTION_NAMES = ("max_items", "limit", "next_link_key", "allowed_prefixes")
+_MAX_REDIRECTS = 5
 
 
 class StacApiError(MosaicError):
@@ -53,7 +60,8 @@ def http_client() -> httpx.Client:
         if _client is None or _client.is_closed:
             _client = httpx.Client(
                 timeout=stac_settings().timeout,
-                follow_redirects=True,
+                # Redirects are followed by _request, only where the search may go.
+                follow_redirects=False,
                 headers={"Accept": _ACCEPT},
             )
         return _client
@@ -65,34 +73,60 @@ def search_url(url: str) -> str:
 
 
 # ---------------------------------------------------------------------------- requests
-def _server_message(response: httpx.Response) -> str:
-    """The error text a STAC API put in its answer (`description`, `detail`, … or the body)."""
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict):
-        for key in ("description", "detail", "message", "error", "code"):
-            if payload.get(key):
-                value = payload[key]
-                return value if isinstance(value, str) else json.dumps(value)
-    text = response.text.strip()
-    return text[:500] if text else response.reason_phrase
+class _Scope:
+    """Where one search may send requests: its own origin, or what an allow-list admits."""
+
+    def __init__(self, url: str, allowed_prefixes: list[str] | None):
+        self.url = url
+        self.allowed = list(allowed_prefixes or [])
+
+    def check(self, target: str, what: str) -> None:
+        """StacApiError unless `target` may be requested."""
+        if same_origin(target, self.url):
+            return
+        if self.allowed:
+            try:
+                check_url(target, self.allowed, what, "MOSAIC_API_ALLOWED_ASSET_PREFIXES")
+                return
+            except UrlNotAllowed as err:
+                raise StacApiError(f"the STAC search at {self.url}: {err}", url=target) from err
+        raise StacApiError(
+            f"the STAC search at {self.url} refused {what} {target!r}: another host",
+            url=target,
+        )
 
 
 def _request(
-    method: str, url: str, body: dict | None, headers: dict[str, str] | None, page: int
+    method: str,
+    url: str,
+    body: dict | None,
+    headers: dict[str, str] | None,
+    page: int,
+    scope: "_Scope | None" = None,
 ) -> dict:
     where = f"page {page} of the STAC search ({method} {url})"
-    try:
-        response = http_client().request(method, url, json=body, headers=headers)
-    except httpx.HTTPError as err:
-        raise StacApiUnreachableError(
-            f"{where} failed: {type(err).__name__}: {err}", url=url
-        ) from err
+    response = None
+    for _ in range(_MAX_REDIRECTS + 1):
+        try:
+            response = http_client().request(method, url, json=body, headers=headers)
+        except httpx.HTTPError as err:
+            raise StacApiUnreachableError(f"{where} failed: {type(err).__name__}", url=url) from err
+        if not response.is_redirect:
+            break
+        target = str(response.url.join(response.headers.get("location", "")))
+        if scope is not None:
+            scope.check(target, "a redirect to")
+        elif not same_origin(target, url):
+            raise StacApiError(f"{where} redirects to another host: {target}", url=target)
+        if response.status_code in (301, 302, 303):
+            method, body = ("GET", None) if method != "GET" else (method, body)
+        url = target
+    else:
+        raise StacApiError(f"{where} redirects more than {_MAX_REDIRECTS} times", url=url)
+    assert response is not None
     if response.status_code >= 400:
         raise StacApiError(
-            f"{where} failed: HTTP {response.status_code}: {_server_message(response)}",
+            f"{where} failed: HTTP {response.status_code} {response.reason_phrase}",
             url=url,
             status=response.status_code,
         )
@@ -100,7 +134,7 @@ def _request(
         payload = response.json()
     except ValueError as err:
         raise StacResponseError(
-            f"{where} returned invalid JSON: {err}", url=url, status=response.status_code
+            f"{where} returned invalid JSON", url=url, status=response.status_code
         ) from err
     if not isinstance(payload, dict) or not isinstance(payload.get("features"), list):
         raise StacResponseError(
@@ -158,11 +192,13 @@ def search(
     max_items: int | None = None,
     limit: int | None = None,
     next_link_key: str | None = None,
+    allowed_prefixes: list[str] | None = None,
 ) -> list[Item]:
     """Every item a STAC API search returns, following next links page by page.
 
     `limit` is the page size (default: the query's own `limit`, else the settings' 500);
-    `max_items` caps the total; `next_link_key` is the link relation to follow ("next").
+    `max_items` caps the total; `next_link_key` is the link relation to follow ("next");
+    redirects and next links stay on the search URL's origin or under `allowed_prefixes`.
     An item repeated on a later page (offset paging while the catalog changes) is kept once.
     Any failing page fails the whole search: a truncated result would be a silently wrong mosaic.
     """
@@ -170,6 +206,7 @@ def search(
     if max_items is not None and max_items < 1:
         raise ValueError(f"max_items must be at least 1, got {max_items}")
     url = search_url(url)
+    scope = _Scope(url, allowed_prefixes)
     body = normalize_query(query)
     page_size = limit if limit is not None else body.get("limit")
     if page_size is None:
@@ -201,7 +238,9 @@ def search(
                 "(MOSAIC_STAC_MAX_PAGES): narrow the query or set max_items",
                 url=href,
             )
-        page = _request(method, href, request_body, headers, page_number)
+        if page_number > 1:
+            scope.check(href, "the next link")
+        page = _request(method, href, request_body, headers, page_number, scope)
         items = page["features"]
         if not items:
             break

@@ -50,6 +50,7 @@ class ApiStore:
             "MOSAIC_API_ALLOWED_URL_PREFIXES": json.dumps(self.settings.allowed_url_prefixes),
             "MOSAIC_API_CACHE_CONTROL": self.settings.cache_control or "",
             "MOSAIC_API_CORS_ORIGINS": json.dumps(self.settings.cors_origins),
+            "MOSAIC_API_WRITE_CORS_ORIGINS": json.dumps(self.settings.write_cors_origins),
         }
 
 
@@ -78,6 +79,7 @@ def api_store(tmp_path_factory, sample_cogs, sample_cogs_uint16) -> ApiStore:
         allowed_url_prefixes=[f"sqlite:///{db}:", f"file://{directory}/"],
         cache_control="public, max-age=60",
         cors_origins=["http://example.test"],
+        write_cors_origins=["http://writer.test"],
     )
     store = ApiStore(directory, db, settings, list(sample_cogs))
     _write(store.uri("scenes"), sample_cogs, name="scenes")

@@ -412,7 +412,9 @@ class FixturePagesServer:
     - `nocontext`: as `post`, without `context`, `numberMatched` and `numberReturned`.
     - `noself` / `nolinks`: items without their `self` link / without any link.
     - `fail2`: page 2 answers HTTP 500; `badjson`: page 1 is not JSON; `nogeom`: one item of
-      page 1 has no geometry; `loop`: page 1 links to itself; `status{code}`: answers `code`.
+      page 1 has no geometry; `loop`: page 1 links to itself; `status{code}`: answers `code`;
+      `redirect` / `sameredirect`: 307 to `post` on another origin (localhost) / on this one;
+      `offsite`: as `post`, its next link on another origin (localhost).
     Every request is recorded in `requests` as (method, path, query, body).
     """
 
@@ -466,6 +468,8 @@ class FixturePagesServer:
             links = [{"rel": "next", "method": "POST", "href": href, "body": dict(body or {})}]
         else:
             next_body = {**(body or {}), "page": number + 1}
+            if variant == "offsite":
+                href = href.replace(HOST, "localhost", 1)
             links = [{"rel": "next", "method": "POST", "href": href, "body": next_body}]
         page["links"] = links
         if variant == "nocontext":
@@ -493,6 +497,14 @@ class FixturePagesServer:
                     self._send(404, {"code": "NotFound", "description": f"no route {parts.path}"})
                     return
                 number = int((body or {}).get("page") or query.get("page", ["1"])[0])
+                if segments[0] in ("redirect", "sameredirect"):
+                    host = "localhost" if segments[0] == "redirect" else HOST
+                    port = server._server.server_address[1]
+                    self.send_response(307)
+                    self.send_header("Location", f"http://{host}:{port}/post/search")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 status, payload = server.page(segments[0], number, body)
                 self._send(status, payload)
 

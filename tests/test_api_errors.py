@@ -132,9 +132,24 @@ def test_cors(client):
     assert allowed.headers["access-control-allow-origin"] == "http://example.test"
     other = client.get("/mosaics/scenes", headers={"Origin": "http://evil.test"})
     assert "access-control-allow-origin" not in other.headers
+    # Writes have their own origins (MOSAIC_API_WRITE_CORS_ORIGINS): readers cannot write.
     preflight = client.options(
         "/mosaics",
-        headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"},
+        headers={"Origin": "http://writer.test", "Access-Control-Request-Method": "POST"},
     )
     assert preflight.status_code == 200
     assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    reader = client.options(
+        "/mosaics",
+        headers={"Origin": "http://example.test", "Access-Control-Request-Method": "DELETE"},
+    )
+    assert reader.status_code == 400
+    assert "access-control-allow-origin" not in reader.headers
+    posted = client.post("/mosaics", json={}, headers={"Origin": "http://example.test"})
+    assert "access-control-allow-origin" not in posted.headers
+    read_preflight = client.options(
+        "/mosaics/scenes",
+        headers={"Origin": "http://example.test", "Access-Control-Request-Method": "GET"},
+    )
+    assert read_preflight.status_code == 200

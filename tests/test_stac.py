@@ -316,12 +316,13 @@ def test_unreachable_api():
         MosaicBackend(stac_uri(url), minzoom=8, maxzoom=12)
 
 
-def test_client_error_carries_status_and_server_message(stac_api):
+def test_client_error_carries_status_not_the_server_body(stac_api):
     with pytest.raises(StacApiError) as err:
         MosaicBackend(stac_uri(stac_api.search_url), query={"limit": -1}, minzoom=8, maxzoom=12)
     assert err.value.status == 400
-    assert "HTTP 400" in str(err.value)
-    assert "greater than 0" in str(err.value)
+    assert "HTTP 400" in str(err.value) and stac_api.search_url in str(err.value)
+    # the upstream's body never comes back (an internal server's error page can hold anything)
+    assert "greater than 0" not in str(err.value)
 
 
 def test_not_found_endpoint(stac_api):
@@ -360,7 +361,8 @@ def test_server_error(stac_fixture_server):
     with pytest.raises(StacApiError) as err:
         MosaicBackend(stac_uri(url), minzoom=7, maxzoom=9)
     assert err.value.status == 503
-    assert "the server says no (503)" in str(err.value)
+    assert "HTTP 503" in str(err.value) and url in str(err.value)
+    assert "the server says no" not in str(err.value)  # the upstream body is not echoed
 
 
 def test_invalid_json(stac_fixture_server):
@@ -379,9 +381,10 @@ def test_item_without_geometry_is_named(stac_fixture_server):
 
 def test_page_failing_mid_pagination_fails_the_search(stac_fixture_server):
     url = stac_fixture_server.search_url("fail2")
-    with pytest.raises(StacApiError, match="page 2 .*HTTP 500: database went away") as err:
+    with pytest.raises(StacApiError, match="page 2 .*HTTP 500") as err:
         MosaicBackend(stac_uri(url), minzoom=7, maxzoom=9)
     assert err.value.status == 500
+    assert "database went away" not in str(err.value)
 
 
 def test_next_link_loop_is_an_error(stac_fixture_server):

@@ -100,9 +100,10 @@ def split_antimeridian(geoms: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- index
 def _candidate_tiles(
-    geoms: np.ndarray, tms: morecantile.TileMatrixSet, zoom: int
+    geoms: np.ndarray, tms: morecantile.TileMatrixSet, zoom: int, max_tiles: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(geometry index, col, row) of every tile of each footprint's bounding box."""
+    """(geometry index, col, row) of every tile of each footprint's bounding box; more than
+    `max_tiles` of them is refused before they are allocated (a high zoom costs gigabytes)."""
     grid = matrix_grid(tms, zoom)
     to_tms, _ = transformers(tms)
     bounds = shapely.bounds(geoms)
@@ -115,6 +116,11 @@ def _candidate_tiles(
     widths = col_max - col_min + 1
     heights = row_max - row_min + 1
     counts = widths * heights
+    if max_tiles is not None and int(counts.sum()) > max_tiles:
+        raise InvalidMosaicError(
+            f"the index at quadkey zoom {zoom} would need {int(counts.sum()):,} footprint "
+            f"tiles, more than the limit of {max_tiles:,}: choose a lower quadkey_zoom"
+        )
     geom_index = np.repeat(np.arange(len(geoms)), counts)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     offset = np.arange(counts.sum()) - starts
@@ -145,8 +151,9 @@ def build_index(
     minimum_tile_cover: float | None = None,
     tile_cover_sort: bool = False,
     maximum_items_per_tile: int | None = None,
+    max_tiles: int | None = None,
 ) -> dict[str, list[str]]:
-    """Quadkey -> assets for footprints at `zoom`.
+    """Quadkey -> assets for footprints at `zoom` (`max_tiles`: see `_candidate_tiles`).
 
     The rule is cogeo-mosaic's, computed on arrays instead of one tile at a time: the tiles of the
     index are those some footprint touches in the TMS projection ("burnt"), and a footprint is
@@ -159,7 +166,7 @@ def build_index(
     if maximum_items_per_tile is not None and maximum_items_per_tile < 1:
         raise InvalidMosaicError("maximum_items_per_tile must be at least 1")
 
-    geom_index, cols, rows = _candidate_tiles(geoms, tms, zoom)
+    geom_index, cols, rows = _candidate_tiles(geoms, tms, zoom, max_tiles)
     if not len(geom_index):
         return {}
 
@@ -240,6 +247,7 @@ def from_features(
     description: str | None = None,
     attribution: str | None = None,
     version: str = CURRENT_SPEC_VERSION,
+    max_tiles: int | None = None,
     **unknown: Any,
 ) -> MosaicJSON:
     """Build a MosaicJSON document from GeoJSON features (Polygon or MultiPolygon footprints).
@@ -273,6 +281,7 @@ def from_features(
         minimum_tile_cover=minimum_tile_cover,
         tile_cover_sort=tile_cover_sort,
         maximum_items_per_tile=maximum_items_per_tile,
+        max_tiles=max_tiles,
     )
     west, south, east, north = (float(v) for v in shapely.total_bounds(geoms))
     document: dict[str, Any] = {

@@ -50,8 +50,13 @@ def mosaic_url_uri(
     parts = url.replace("\\", "/").split("/")
     if ".." in parts or "\x00" in url:
         raise ApiError(422, f"url: '..' is not allowed in {url!r}", field="url")
-    if not any(url.startswith(prefix) for prefix in settings.allowed_url_prefixes):
-        raise ApiError(403, f"url {url!r} is not in the allowed prefixes")
+    # Parsed comparison: a string prefix admits user@other-host and sibling folders.
+    from lambda_handler.url_policy import UrlNotAllowed, check_url
+
+    try:
+        check_url(url, settings.allowed_url_prefixes, "url")
+    except UrlNotAllowed as err:
+        raise ApiError(403, str(err)) from err
     return url
 
 

@@ -17,6 +17,7 @@ from lambda_handler.api_errors import ApiError, ErrorMappingRoute
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.errors import InvalidMosaicError
 from lambda_handler.rendering import ImageFormat
+from lambda_handler.routes import limits
 from lambda_handler.routes.common import open_backend, uri_for_id
 from lambda_handler.routes.dependencies import TileMatrixSetId, get_settings, get_tms
 from lambda_handler.routes.security import require_write_access
@@ -125,14 +126,20 @@ def _in_seasons(item: dict[str, Any], seasons: list[str]) -> bool:
     return any(month in SEASON_MONTHS[s] for s in seasons)
 
 
-def _stac_document(body: MosaicSource, builder_options: dict[str, Any]) -> "MosaicJSON":
+def _stac_document(
+    body: MosaicSource, builder_options: dict[str, Any], settings: ApiSettings | None = None
+) -> "MosaicJSON":
     # Imported here: only mosaic creation from a STAC search needs the STAC client.
     from lambda_handler import stac_client
     from lambda_handler.mosaic.builder import from_features
 
     if body.minzoom is None or body.maxzoom is None:
         raise ApiError(422, "a mosaic from a STAC search needs minzoom and maxzoom", "minzoom")
-    items = stac_client.search(body.stac_api, body.search or {}, max_items=body.max_items)
+    allowed = settings.allowed_asset_prefixes if settings else []
+    max_items = body.max_items or (settings.max_items if settings else None)
+    items = stac_client.search(
+        body.stac_api, body.search or {}, max_items=max_items, allowed_prefixes=allowed
+    )
     if body.seasons:
         items = [item for item in items if _in_seasons(item, body.seasons)]
     if not items:
@@ -154,8 +161,20 @@ def _stac_document(body: MosaicSource, builder_options: dict[str, Any]) -> "Mosa
     )
 
 
-def build_document(body: MosaicSource, name: str) -> "MosaicJSON":
-    """The MosaicJSON document a create/replace body describes."""
+def build_document(
+    body: MosaicSource, name: str, settings: ApiSettings | None = None
+) -> "MosaicJSON":
+    """The MosaicJSON document a create/replace body describes, within the settings' limits
+    (checked before anything is read or built, and on the result: routes/limits.py)."""
+    if settings is not None:
+        limits.check_source(body, settings)
+    document = _build_document(body, name, settings)
+    if settings is not None:
+        limits.check_document(document, settings)
+    return document
+
+
+def _build_document(body: MosaicSource, name: str, settings: ApiSettings | None) -> "MosaicJSON":
     from lambda_handler.mosaic.builder import from_urls
     from lambda_handler.mosaic.model import MosaicJSON
 
@@ -167,12 +186,14 @@ def build_document(body: MosaicSource, name: str) -> "MosaicJSON":
     }
     if body.tilematrixset:
         options["tilematrixset"] = get_tms(body.tilematrixset)
+    if settings is not None:
+        options["max_tiles"] = settings.max_quadkeys
     options = {k: v for k, v in options.items() if v is not None}
     if body.mosaic is not None:
         document = MosaicJSON.parse(body.mosaic, source="request body 'mosaic'")
         return document.model_copy(update={"name": body.name or document.name or name})
     if body.stac_api is not None:
-        return _stac_document(body, options)
+        return _stac_document(body, options, settings)
     return from_urls(body.urls, minzoom=body.minzoom, maxzoom=body.maxzoom, **options)
 
 
@@ -276,7 +297,7 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         """Create a mosaic from COG URLs, a STAC search or a MosaicJSON document (409 if the
         id is taken); answers its TileJSON."""
         uri = uri_for_id(body.id, settings)
-        document = build_document(body, body.id)
+        document = build_document(body, body.id, settings)
         backend = MosaicBackend(uri, mosaic_def=document)
         try:
             backend.write(overwrite=False)
@@ -292,7 +313,7 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         uri = uri_for_id(mosaic_id, settings)
         with open_backend(uri):
             pass  # 404 when missing: PUT replaces, POST creates
-        document = build_document(body, mosaic_id)
+        document = build_document(body, mosaic_id, settings)
         backend = MosaicBackend(uri, mosaic_def=document)
         try:
             backend.write(overwrite=True)
@@ -304,6 +325,7 @@ def mosaics_router() -> APIRouter:  # noqa: C901
     def update_mosaic(settings: Settings, mosaic_id: str, body: MosaicAddition) -> JSONResponse:
         """Add datasets (COG URLs or footprint features); bumps the mosaic version."""
         uri = uri_for_id(mosaic_id, settings)
+        limits.check_addition(body, settings)
         with open_backend(uri) as backend:
             if body.urls is not None:
                 from lambda_handler.mosaic.builder import get_footprints

@@ -4,10 +4,13 @@
 `/mosaics/{mosaic_id}` form and the allow-listed `/mosaic?url=` form share every route.
 """
 
+import math
 import re
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -15,6 +18,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from lambda_handler.api_errors import ApiError, ErrorMappingRoute
+from lambda_handler.deadline import DEADLINE_KEY
 from lambda_handler.rendering import ImageFormat, render_image
 from lambda_handler.routes import wmts
 from lambda_handler.routes.common import (
@@ -41,6 +45,9 @@ from lambda_handler.routes.dependencies import (
 )
 from lambda_handler.routes.viewer import map_page
 from lambda_handler.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from lambda_handler.reading import ReadGuard
 
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -90,8 +97,12 @@ def mosaic_router(  # noqa: C901
     def route_name(kind: str) -> str:
         return f"{name}:{kind}"
 
-    def tile_url(request: Request, tms_id: str, fmt: ImageFormat | None, scale: int) -> str:
-        """URL template of the tiles, carrying the request's tile options."""
+    def tile_url(
+        request: Request, tms_id: str, fmt: ImageFormat | None, scale: int, version: str
+    ) -> str:
+        """URL template of the tiles, carrying the request's tile options and `v=` the mosaic's
+        version: a cache in front (the stack's CDN) keys tiles by the full query string, so
+        tiles of an updated mosaic are new cache entries, never stale ones."""
         kind = "tile" + ("_scale" if scale > 1 else "") + ("_format" if fmt else "")
         params: dict[str, Any] = {
             **request.path_params,
@@ -106,8 +117,13 @@ def mosaic_router(  # noqa: C901
         url = str(
             request.url_for(route_name(kind), **{k: v for k, v in params.items() if k in names})
         )
-        query = forwarded_query(request, DOCUMENT_PARAMS)
-        return f"{url}?{query}" if query else url
+        query = forwarded_query(request, DOCUMENT_PARAMS | {"v"})
+        return f"{url}?{query + '&' if query else ''}{urlencode({'v': version})}"
+
+    def cache_version(backend: Any) -> str:
+        """What changes with every write: the store's revision where the backend has one (a
+        replace may keep the document version), else the document version."""
+        return getattr(backend, "revision", None) or backend.mosaic_def.version
 
     # ------------------------------------------------------------------ metadata
     @router.get("", name=route_name("metadata"), summary="MosaicJSON metadata")
@@ -118,7 +134,7 @@ def mosaic_router(  # noqa: C901
     ) -> Any:
         """The MosaicJSON document without its `tiles` (unless `tiles=true`)."""
         with open_backend(uri) as backend:
-            etag = make_etag(uri, backend.mosaic_def.version, request)
+            etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
             document = backend.to_document() if tiles else backend.mosaic_def
@@ -135,7 +151,7 @@ def mosaic_router(  # noqa: C901
     ) -> Any:
         """Bounds, CRS, zooms, quadkey zoom, version (and quadkeys on request)."""
         with open_backend(uri) as backend:
-            etag = make_etag(uri, backend.mosaic_def.version, request)
+            etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
             return _json(backend.info(quadkeys=quadkeys).model_dump(mode="json"), etag)
@@ -144,7 +160,7 @@ def mosaic_router(  # noqa: C901
     def bounds(request: Request, uri: Uri) -> Any:
         """Bounds of the mosaic in its geographic CRS."""
         with open_backend(uri) as backend:
-            etag = make_etag(uri, backend.mosaic_def.version, request)
+            etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
             info = backend.info()
@@ -171,11 +187,12 @@ def mosaic_router(  # noqa: C901
         # The reading stack (rio-tiler, rasterio, numpy) is loaded by the first tile.
         from lambda_handler.reading import STAC_ASSET_TYPES, read_tile
 
+        guard = read_guard(request, settings)
         tms = get_tms(tileMatrixSetId)
         read_options = tile_params.read_options(scale, settings)
         with open_backend(uri, tms) as backend:
             check_tile(backend, x, y, z)
-            etag = make_etag(uri, backend.mosaic_def.version, request)
+            etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
             layer_options = layer.as_dict()
@@ -192,6 +209,7 @@ def mosaic_router(  # noqa: C901
                 z,
                 pixel_selection=pixel_selection,
                 threads=settings.threads,
+                guard=guard,
                 **layer_options,
                 **dataset.as_dict(),
                 **read_options,
@@ -237,7 +255,7 @@ def mosaic_router(  # noqa: C901
         """Assets the index lists for tile (z, x, y) of the TMS."""
         with open_backend(uri, get_tms(tileMatrixSetId)) as backend:
             check_tile(backend, x, y, z)
-            etag = make_etag(uri, backend.mosaic_def.version, request)
+            etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
             return _json(backend.assets_for_tile(x, y, z), etag)
@@ -252,7 +270,7 @@ def mosaic_router(  # noqa: C901
         """TileJSON 3.0.0 of the mosaic in a TMS (query parameters go into the tile URL)."""
         tms = get_tms(tileMatrixSetId)
         with open_backend(uri, tms) as backend:
-            etag = make_etag(uri, backend.mosaic_def.version, request)
+            etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
             mosaic = backend.mosaic_def
@@ -264,7 +282,15 @@ def mosaic_router(  # noqa: C901
                 "name": mosaic.name or "mosaic",
                 "version": mosaic.version,
                 "scheme": "xyz",
-                "tiles": [tile_url(request, tms.id, params.tile_format, params.tile_scale)],
+                "tiles": [
+                    tile_url(
+                        request,
+                        tms.id,
+                        params.tile_format,
+                        params.tile_scale,
+                        cache_version(backend),
+                    )
+                ],
                 "minzoom": minzoom,
                 "maxzoom": maxzoom,
                 "bounds": [west, south, east, north],
@@ -302,13 +328,13 @@ def mosaic_router(  # noqa: C901
         """OGC WMTS 1.0.0 GetCapabilities document (RESTful)."""
         tms = get_tms(tileMatrixSetId)
         with open_backend(uri, tms) as backend:
-            etag = make_etag(uri, backend.mosaic_def.version, request)
+            etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
             minzoom = backend.minzoom if params.minzoom is None else params.minzoom
             maxzoom = backend.maxzoom if params.maxzoom is None else params.maxzoom
             fmt = params.tile_format or ImageFormat.png
-            template = tile_url(request, tms.id, fmt, params.tile_scale)
+            template = tile_url(request, tms.id, fmt, params.tile_scale, cache_version(backend))
             template = (
                 template.replace("{z}", "{TileMatrix}")
                 .replace("{x}", "{TileCol}")
@@ -355,18 +381,23 @@ def mosaic_router(  # noqa: C901
         coord_crs: CoordCrs = None,
     ) -> Any:
         """Pixel values of every asset at a point."""
+        from lambda_handler.reading import read_point
+
         crs = parse_crs(coord_crs)
+        check_coordinates({"lon": lon, "lat": lat}, crs)
         with open_backend(uri) as backend:
             check_point(backend, *_to_geographic(backend, lon, lat, crs))
-            etag = make_etag(uri, backend.mosaic_def.version, request)
+            etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
             options = {k: v for k, v in layer.as_dict().items() if k != "assets"}
-            values = backend.point(
+            values = read_point(
+                backend,
                 lon,
                 lat,
                 coord_crs=crs or backend.tms.rasterio_geographic_crs,
                 threads=settings.threads,
+                guard=read_guard(request, settings),
                 **options,
                 **dataset.as_dict(),
             )
@@ -400,9 +431,10 @@ def mosaic_router(  # noqa: C901
     ) -> Any:
         """Assets the index lists at a point."""
         crs = parse_crs(coord_crs)
+        check_coordinates({"lon": lon, "lat": lat}, crs)
         with open_backend(uri) as backend:
             check_point(backend, *_to_geographic(backend, lon, lat, crs))
-            etag = make_etag(uri, backend.mosaic_def.version, request)
+            etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
             return _json(backend.assets_for_point(lon, lat, coord_crs=crs), etag)
@@ -422,11 +454,12 @@ def mosaic_router(  # noqa: C901
         coord_crs: CoordCrs = None,
     ) -> Any:
         """Assets the index lists in a bounding box."""
+        crs = parse_crs(coord_crs)
+        check_coordinates({"minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy}, crs)
         if miny > maxy:
             raise ApiError(422, f"miny ({miny}) is greater than maxy ({maxy})", field="miny")
-        crs = parse_crs(coord_crs)
         with open_backend(uri) as backend:
-            etag = make_etag(uri, backend.mosaic_def.version, request)
+            etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
             return _json(backend.assets_for_bbox(minx, miny, maxx, maxy, coord_crs=crs), etag)
@@ -459,3 +492,63 @@ def _to_geographic(backend: Any, lon: float, lat: float, crs: Any) -> tuple[floa
 
     xs, ys = transform_coords(crs, backend.crs, [lon], [lat])
     return xs[0], ys[0]
+
+
+def read_guard(request: Request, settings: ApiSettings) -> "ReadGuard":
+    """The bounds of this request's asset reads (allow-list, GDAL timeouts, deadline)."""
+    from lambda_handler.reading import ReadGuard
+
+    return ReadGuard(
+        allowed_prefixes=settings.allowed_asset_prefixes,
+        gdal_options=settings.asset_gdal_options(),
+        deadline=request.scope.get(DEADLINE_KEY),
+        max_expression_length=settings.max_expression_length,
+    )
+
+
+# Coordinates in a CRS without an area of use: generous, but far from what makes PROJ spin.
+_FALLBACK_LIMIT = 1e8
+
+
+@lru_cache(maxsize=64)
+def _crs_limits(crs_text: str) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) a coordinate of the CRS may take: its area of use in its own
+    units, widened by half its size (points near the area still transform well)."""
+    import pyproj
+
+    crs = pyproj.CRS.from_user_input(crs_text)
+    area = crs.area_of_use
+    fallback = (-_FALLBACK_LIMIT, -_FALLBACK_LIMIT, _FALLBACK_LIMIT, _FALLBACK_LIMIT)
+    if area is None:
+        return (-540.0, -90.0, 540.0, 90.0) if crs.is_geographic else fallback
+    west, south, east, north = area.west, area.south, area.east, area.north
+    if west > east:  # the area crosses the antimeridian
+        west, east = -180.0, 180.0
+    if crs.is_geographic:
+        return (west - 360.0, -90.0, east + 360.0, 90.0)
+    try:
+        to_crs = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+        xmin, ymin, xmax, ymax = to_crs.transform_bounds(west, south, east, north, densify_pts=21)
+    except pyproj.exceptions.ProjError:
+        return fallback
+    if not all(math.isfinite(v) for v in (xmin, ymin, xmax, ymax)):
+        return fallback
+    width, height = (xmax - xmin) / 2, (ymax - ymin) / 2
+    return (xmin - width, ymin - height, xmax + width, ymax + height)
+
+
+def check_coordinates(values: dict[str, float], crs: Any) -> None:
+    """422 naming the coordinate unless it is finite and inside the CRS's area of use (default
+    CRS: longitude/latitude), checked before anything transforms it: PROJ can spin for minutes
+    on huge values, holding the interpreter's lock."""
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise ApiError(422, f"{name}: {value} is not a finite number", field=name)
+    xmin, ymin, xmax, ymax = _crs_limits(crs.to_wkt() if crs is not None else "EPSG:4326")
+    where = f"the area of use of {crs}" if crs is not None else "longitude/latitude bounds"
+    for name, value in values.items():
+        low, high = (xmin, xmax) if name in ("lon", "minx", "maxx") else (ymin, ymax)
+        if not low <= value <= high:
+            raise ApiError(
+                422, f"{name}: {value} is outside {where} ({low:g} to {high:g})", field=name
+            )
