@@ -109,7 +109,15 @@ class AwsSettings(BaseSettings):
         8, ge=1, description="Attempts of a DynamoDB batch whose items come back unprocessed."
     )
     write_lock_seconds: float = Field(
-        300.0, gt=0, description="Lease of a DynamoDB mosaic writer's lock (renewed while writing)."
+        30.0,
+        gt=0,
+        description="Lease of a DynamoDB mosaic writer's lock, renewed by a heartbeat while "
+        "writing: a writer that died blocks others at most this long.",
+    )
+    consistent_reads: bool = Field(
+        True,
+        description="Strongly consistent DynamoDB tile reads (an eventually consistent read may "
+        "return an item older than the metadata it is resolved with).",
     )
 
     model_config = SettingsConfigDict(env_prefix="MOSAIC_AWS_", defer_build=True)
