@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cdk.stack import BatchProps, FunctionProps, MosaicTilerProps, TableProps
+from cdk.props import MosaicTilerProps
 
 ENV_PREFIX = "MOSAIC_CDK_"
 
@@ -54,13 +54,24 @@ OPTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "point_in_time_recovery": (_bool, "table.point_in_time_recovery"),
     "architecture": (str, "architecture"),
     "log_retention_days": (int, "log_retention_days"),
-    "data_buckets": (_str_list, "data_buckets"),
+    "log_level": (lambda v: str(v).upper(), "log_level"),
     "cors_origins": (_str_list, "cors_origins"),
+    "write_cors_origins": (_str_list, "write_cors_origins"),
+    # stores
+    "mosaic_store": (lambda v: str(v).lower(), "store.mosaic_store"),
+    "mosaics_bucket": (_optional_str, "store.mosaics_bucket"),
+    "mosaics_prefix": (str, "store.mosaics_prefix"),
+    "stac_api_urls": (_str_list, "store.stac_api_urls"),
+    "data_buckets": (_str_list, "store.data_buckets"),
+    "asset_prefixes": (_str_list, "store.asset_prefixes"),
+    # functions
     "tiler_memory_size": (int, "tiler.memory_size"),
     "tiler_timeout": (int, "tiler.timeout_seconds"),
     "tiler_reserved_concurrency": (_optional_int, "tiler.reserved_concurrency"),
     "writer_memory_size": (int, "writer.memory_size"),
     "writer_timeout": (int, "writer.timeout_seconds"),
+    "writer_reserved_concurrency": (_optional_int, "writer.reserved_concurrency"),
+    "writer_async_jobs": (_bool, "writer_async_jobs"),
     "batch_memory_size": (int, "batch.function.memory_size"),
     "batch_timeout": (int, "batch.function.timeout_seconds"),
     "batch_reserved_concurrency": (_optional_int, "batch.function.reserved_concurrency"),
@@ -68,6 +79,22 @@ OPTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "batch_max_tile_size": (int, "batch.max_tile_size"),
     "exports_expiry_days": (int, "batch.exports_expiry_days"),
     "presigned_url_seconds": (int, "batch.presigned_url_seconds"),
+    # CDN
+    "cdn_enabled": (_bool, "cdn.enabled"),
+    "cdn_domain_name": (_optional_str, "cdn.domain_name"),
+    "cdn_certificate_arn": (_optional_str, "cdn.certificate_arn"),
+    "cdn_price_class": (str, "cdn.price_class"),
+    "cdn_document_max_ttl": (int, "cdn.document_max_ttl"),
+    "cdn_tile_max_ttl": (int, "cdn.tile_max_ttl"),
+    "cdn_default_ttl": (int, "cdn.default_ttl"),
+    # monitoring
+    "alarm_topic_arn": (_optional_str, "monitoring.alarm_topic_arn"),
+    "alarm_email": (_optional_str, "monitoring.alarm_email"),
+    "alarm_error_rate_percent": (float, "monitoring.error_rate_percent"),
+    "alarm_duration_fraction": (float, "monitoring.duration_fraction"),
+    "dashboard": (_bool, "monitoring.dashboard"),
+    "api_throttle_rate": (int, "monitoring.api_throttle_rate"),
+    "api_throttle_burst": (int, "monitoring.api_throttle_burst"),
 }
 
 
@@ -76,9 +103,16 @@ def props_from_context(
 ) -> MosaicTilerProps:
     """Props from `context(key)` (e.g. `app.node.try_get_context`) and `environ`."""
     environ = os.environ if environ is None else environ
-    table, tiler, writer = TableProps(), FunctionProps(), FunctionProps(memory_size=1024)
-    batch = BatchProps()
-    values: dict[str, Any] = {"table": table, "tiler": tiler, "writer": writer, "batch": batch}
+    defaults = MosaicTilerProps()
+    values: dict[str, Any] = {
+        "table": defaults.table,
+        "tiler": defaults.tiler,
+        "writer": defaults.writer,
+        "batch": defaults.batch,
+        "store": defaults.store,
+        "cdn": defaults.cdn,
+        "monitoring": defaults.monitoring,
+    }
     top: dict[str, Any] = {}
     for key, (convert, path) in OPTIONS.items():
         raw = environ.get(ENV_PREFIX + key.upper())
@@ -98,4 +132,5 @@ def props_from_context(
         for name in parents[1:]:
             target = getattr(target, name)
         setattr(target, attribute, value)
-    return MosaicTilerProps(table=table, tiler=tiler, writer=writer, batch=batch, **top)
+    # Built last, so its validation sees every option.
+    return MosaicTilerProps(**values, **top)

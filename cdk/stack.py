@@ -1,12 +1,22 @@
-"""`MosaicTilerStack`: DynamoDB mosaic table, tiler/writer/batch Lambdas, HTTP API, exports bucket.
+"""`MosaicTilerStack`: mosaic store, tiler/writer/batch Lambdas, HTTP API, CDN, monitoring.
 
 Three functions run the same asset with different settings and permissions:
-- the **tiler** answers every public `GET` of the HTTP API and can only read (table and data
-  buckets);
+- the **tiler** answers every public `GET`/`HEAD`/`OPTIONS` of the HTTP API and can only read
+  (mosaic store, data buckets);
 - the **writer** answers the IAM-authorized `POST/PUT/PATCH/DELETE /mosaics` routes and is the only
-  function allowed to write the table;
+  function allowed to write the mosaic store;
 - the **batch** function sits behind a Lambda Function URL (no 30 s API Gateway cap) and writes
   responses over Lambda's 6 MB limit to the exports bucket.
+
+Mosaics live in the DynamoDB table (default) or in an S3 bucket (`mosaic_store=s3`, created by the
+stack or an existing `mosaics_bucket`); STAC API URLs and the mosaics bucket are allow-listed for
+the raw `?url=` form; the data buckets are the asset allow-list (SSRF) and the only buckets the
+functions may read COGs from.
+
+A CloudFront distribution (`cdn.py`) fronts the API; its URL is the functions' public base URL
+(`MOSAIC_API_PUBLIC_URL`): the app builds TileJSON/WMTS/map URLs from it and ignores `Host`.
+There is no dependency cycle: the distribution's origin is the API resource's id, which depends
+on nothing, while the functions (and the routes that call them) depend on the distribution.
 
 IAM statements name their actions one by one (no `*`), which is why CDK's `grant*` helpers (they
 add wildcard actions such as `s3:Abort*`) are not used.
@@ -15,7 +25,6 @@ add wildcard actions such as `s3:Abort*`) are not used.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
@@ -28,7 +37,30 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk.bundling import BundleSpec, lambda_code
+from cdk import security
+from cdk.bundling import lambda_code
+from cdk.cdn import TilerCdn
+from cdk.monitoring import TilerMonitoring, access_log_group, configure_stage
+from cdk.props import (
+    BatchProps,
+    CdnProps,
+    FunctionProps,
+    MonitoringProps,
+    MosaicTilerProps,
+    StoreProps,
+    TableProps,
+)
+
+__all__ = [
+    "BatchProps",
+    "CdnProps",
+    "FunctionProps",
+    "MonitoringProps",
+    "MosaicTilerProps",
+    "MosaicTilerStack",
+    "StoreProps",
+    "TableProps",
+]
 
 HANDLER = "lambda_handler.handler.handler"
 BATCH_HANDLER = "lambda_handler.handler.batch_handler"
@@ -45,12 +77,18 @@ TABLE_WRITE_ACTIONS = (
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
 )
+# S3 mosaics: GetObject also answers HeadObject; ListBucket turns a missing key into 404, not 403.
+BUCKET_READ_ACTIONS = ("s3:GetObject",)
+BUCKET_WRITE_ACTIONS = ("s3:PutObject", "s3:DeleteObject")
 WRITE_METHODS = (
     apigw.HttpMethod.POST,
     apigw.HttpMethod.PUT,
     apigw.HttpMethod.PATCH,
     apigw.HttpMethod.DELETE,
 )
+# Issue 18's write jobs: the writer invokes itself asynchronously and may run Lambda's maximum.
+ASYNC_WRITER_TIMEOUT = 900
+ASYNC_WRITES_ENV = "MOSAIC_LAMBDA_ASYNC_WRITES"
 _REMOVAL = {
     "retain": RemovalPolicy.RETAIN,
     "destroy": RemovalPolicy.DESTROY,
@@ -61,65 +99,26 @@ _URL_AUTH = {
     "AWS_IAM": lambda_.FunctionUrlAuthType.AWS_IAM,
     "NONE": lambda_.FunctionUrlAuthType.NONE,
 }
+_FUNCTION_SKIPS = {
+    "CKV_AWS_116": security.NO_LAMBDA_DLQ,
+    "CKV_AWS_117": security.NO_VPC,
+    "CKV_AWS_173": security.NO_ENV_CMK,
+}
 
 
-@dataclass
-class TableProps:
-    """The DynamoDB mosaic table (`mosaicId`/`quadkey`, on-demand)."""
-
-    table_name: str | None = None  # None: CloudFormation names it
-    removal_policy: str = "retain"  # retain | destroy | snapshot
-    point_in_time_recovery: bool = True
+def _json_list(values: list[str]) -> str:
+    return json.dumps(values, separators=(",", ":"))
 
 
-@dataclass
-class FunctionProps:
-    """One Lambda function's sizing."""
-
-    memory_size: int = 1536
-    timeout_seconds: int = 29  # the HTTP API answers 503 after 30 s anyway
-    reserved_concurrency: int | None = None
-    environment: dict[str, str] = field(default_factory=dict)
+def _stac_api_root(search_url: str) -> str:
+    """`https://host/v1/search` -> `https://host/v1/` (items and next pages live below it)."""
+    root = search_url.split("?", 1)[0].rstrip("/").removesuffix("/search")
+    return root + "/"
 
 
-@dataclass
-class BatchProps:
-    """The batch function, its Function URL and the exports bucket."""
-
-    function: FunctionProps = field(
-        default_factory=lambda: FunctionProps(memory_size=3008, timeout_seconds=900)
-    )
-    url_auth: str = "AWS_IAM"  # AWS_IAM | NONE
-    exports_expiry_days: int = 1
-    presigned_url_seconds: int = 3600
-    max_tile_size: int = 8192
-
-
-@dataclass
-class MosaicTilerProps:
-    """Everything the stack can be told; every field has a default."""
-
-    table: TableProps = field(default_factory=TableProps)
-    tiler: FunctionProps = field(default_factory=FunctionProps)
-    writer: FunctionProps = field(default_factory=lambda: FunctionProps(memory_size=1024))
-    batch: BatchProps = field(default_factory=BatchProps)
-    architecture: str = "x86_64"  # x86_64 | arm64
-    log_retention_days: int = 30
-    data_buckets: list[str] = field(default_factory=list)  # buckets holding the COGs
-    cors_origins: list[str] = field(default_factory=lambda: ["*"])
-    bundle: BundleSpec | None = None  # None: the default spec for `architecture`
-
-    def __post_init__(self) -> None:
-        if self.architecture not in _ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {sorted(_ARCHITECTURES)}")
-        if self.table.removal_policy not in _REMOVAL:
-            raise ValueError(f"removal_policy must be one of {sorted(_REMOVAL)}")
-        if self.batch.url_auth not in _URL_AUTH:
-            raise ValueError(f"batch url_auth must be one of {sorted(_URL_AUTH)}")
-
-    def bundle_spec(self) -> BundleSpec:
-        """The asset spec (its architecture follows the functions')."""
-        return self.bundle or BundleSpec(architecture=self.architecture)
+def _request_timeout(timeout_seconds: int) -> str:
+    """The app's own deadline: a few seconds before Lambda's, so the client gets a JSON 504."""
+    return str(max(1, timeout_seconds - 4))
 
 
 class MosaicTilerStack(Stack):
@@ -135,8 +134,105 @@ class MosaicTilerStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.props = props = props or MosaicTilerProps()
         removal = _REMOVAL[props.table.removal_policy]
+        store = props.store
 
-        self.table = dynamodb.Table(
+        self.table = self._table(props) if store.mosaic_store == "dynamodb" else None
+        self.mosaics_bucket = self._mosaics_bucket(store, removal) if store.uses_s3 else None
+        self.exports_bucket = self._exports_bucket(props, removal)
+        self.api = apigw.HttpApi(
+            self,
+            "Api",
+            description="lambda-mosaic-tiler",
+            # CORS is the app's: read origins for everyone, write origins only for write routes
+            # (API Gateway's CORS would answer every preflight with one policy and hide the app's).
+            cors_preflight=None,
+        )
+        self.cdn = TilerCdn(self, "Cdn", self.api, props.cdn) if props.cdn.enabled else None
+        self.public_url = self.cdn.url if self.cdn else self.api.api_endpoint
+
+        code = lambda_code(props.bundle_spec())
+        common_env = self._common_environment(props)
+        public_env = {**common_env, "MOSAIC_API_PUBLIC_URL": self.public_url}
+        self.tiler = self._function("Tiler", code, HANDLER, props.tiler, public_env)
+        # API Gateway's IAM authorizer has vetted every request the writer receives.
+        writer_env = {**public_env, "MOSAIC_API_ALLOW_ANONYMOUS_WRITES": "true"}
+        writer_props = props.writer
+        if props.writer_async_jobs:
+            writer_env[ASYNC_WRITES_ENV] = "true"
+            writer_props = FunctionProps(
+                memory_size=writer_props.memory_size,
+                timeout_seconds=max(writer_props.timeout_seconds, ASYNC_WRITER_TIMEOUT),
+                reserved_concurrency=writer_props.reserved_concurrency,
+                environment=writer_props.environment,
+            )
+        self.writer_timeout = writer_props.timeout_seconds
+        self.writer = self._function("Writer", code, HANDLER, writer_props, writer_env)
+        batch_env = {
+            **common_env,
+            "MOSAIC_LAMBDA_EXPORTS_BUCKET": self.exports_bucket.bucket_name,
+            "MOSAIC_LAMBDA_PRESIGNED_URL_SECONDS": str(props.batch.presigned_url_seconds),
+            "MOSAIC_LAMBDA_BATCH_MAX_TILE_SIZE": str(props.batch.max_tile_size),
+        }
+        self.batch = self._function("Batch", code, BATCH_HANDLER, props.batch.function, batch_env)
+
+        self._grant_store(self.tiler, write=False)
+        self._grant_store(self.batch, write=False)
+        self._grant_store(self.writer, write=True)
+        for function in (self.tiler, self.writer, self.batch):
+            self._grant_data_buckets(function, store.data_buckets)
+        # PutObject to store a large response, GetObject so the presigned URL it signs works.
+        self.batch.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:GetObject"],
+                resources=[self.exports_bucket.arn_for_objects("*")],
+            )
+        )
+        if props.writer_async_jobs:
+            # A separate policy: in the role's default policy the function's own ARN would make
+            # the function depend on itself.
+            iam.Policy(
+                self,
+                "WriterInvokesItself",
+                roles=[self.writer.role],
+                statements=[
+                    iam.PolicyStatement(
+                        actions=["lambda:InvokeFunction"], resources=[self.writer.function_arn]
+                    )
+                ],
+            )
+
+        self._routes(props)
+        self.access_logs = access_log_group(self, _retention(props.log_retention_days))
+        configure_stage(
+            self.api,
+            self.access_logs,
+            props.monitoring.api_throttle_rate,
+            props.monitoring.api_throttle_burst,
+        )
+        self.batch_url = self.batch.add_function_url(
+            auth_type=_URL_AUTH[props.batch.url_auth],
+            invoke_mode=lambda_.InvokeMode.BUFFERED,
+        )
+        self.monitoring = TilerMonitoring(
+            self,
+            "Monitoring",
+            props=props.monitoring,
+            api=self.api,
+            functions={"Tiler": self.tiler, "Writer": self.writer, "Batch": self.batch},
+            timeouts={
+                "Tiler": props.tiler.timeout_seconds,
+                "Writer": self.writer_timeout,
+                "Batch": props.batch.function.timeout_seconds,
+            },
+            batch=self.batch,
+            table=self.table,
+            distribution=self.cdn.distribution if self.cdn else None,
+        )
+        self._outputs()
+
+    # ------------------------------------------------------------------ storage
+    def _table(self, props: MosaicTilerProps) -> dynamodb.Table:
+        table = dynamodb.Table(
             self,
             "MosaicTable",
             table_name=props.table.table_name,
@@ -146,9 +242,41 @@ class MosaicTilerStack(Stack):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=props.table.point_in_time_recovery
             ),
+            removal_policy=_REMOVAL[props.table.removal_policy],
+        )
+        security.skip_checkov(
+            table,
+            {
+                "CKV_AWS_119": "DynamoDB encrypts every table at rest (AWS-owned key); a customer "
+                "key would add KMS calls to every tile's quadkey lookup and a monthly key cost."
+            },
+        )
+        return table
+
+    def _mosaics_bucket(self, store: StoreProps, removal: RemovalPolicy) -> s3.IBucket:
+        if store.mosaics_bucket:
+            return s3.Bucket.from_bucket_name(self, "MosaicsBucket", store.mosaics_bucket)
+        bucket = s3.Bucket(
+            self,
+            "MosaicsBucket",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            # A bad overwrite or delete of a mosaic document can be undone for 30 days.
+            versioned=True,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=Duration.days(30),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
             removal_policy=removal,
         )
-        self.exports_bucket = s3.Bucket(
+        security.skip_checkov(bucket, {"CKV_AWS_18": security.NO_S3_ACCESS_LOGS})
+        return bucket
+
+    def _exports_bucket(self, props: MosaicTilerProps, removal: RemovalPolicy) -> s3.Bucket:
+        bucket = s3.Bucket(
             self,
             "ExportsBucket",
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
@@ -162,53 +290,40 @@ class MosaicTilerStack(Stack):
             ],
             removal_policy=removal,
         )
+        security.skip_checkov(
+            bucket,
+            {
+                "CKV_AWS_18": security.NO_S3_ACCESS_LOGS,
+                "CKV_AWS_21": "Exports are written once under a random key and expire after "
+                "exports_expiry_days: there is no earlier version worth keeping.",
+            },
+        )
+        return bucket
 
-        code = lambda_code(props.bundle_spec())
-        common_env = {
-            "MOSAIC_API_MOSAIC_URI_TEMPLATE": f"dynamodb:///{self.table.table_name}:{{mosaic_id}}",
-            "MOSAIC_API_CORS_ORIGINS": json.dumps(props.cors_origins),
+    def _mosaic_uri_template(self, store: StoreProps) -> str:
+        if store.mosaic_store == "s3":
+            return f"s3://{self.mosaics_bucket.bucket_name}/{store.mosaics_prefix}{{mosaic_id}}.json.gz"
+        return f"dynamodb:///{self.table.table_name}:{{mosaic_id}}"
+
+    def _common_environment(self, props: MosaicTilerProps) -> dict[str, str]:
+        store = props.store
+        url_prefixes = [f"stac+{url}" for url in store.stac_api_urls]
+        if self.mosaics_bucket is not None:
+            url_prefixes.insert(0, f"s3://{self.mosaics_bucket.bucket_name}/{store.mosaics_prefix}")
+        # The asset allow-list also vets STAC API URLs and the links they return: the API root.
+        asset_prefixes = [f"s3://{bucket}/" for bucket in store.data_buckets]
+        asset_prefixes += store.asset_prefixes
+        asset_prefixes += [_stac_api_root(url) for url in store.stac_api_urls]
+        return {
+            "MOSAIC_API_MOSAIC_URI_TEMPLATE": self._mosaic_uri_template(store),
+            "MOSAIC_API_ALLOWED_URL_PREFIXES": _json_list(url_prefixes),
+            "MOSAIC_API_ALLOWED_ASSET_PREFIXES": _json_list(asset_prefixes),
+            "MOSAIC_API_CORS_ORIGINS": _json_list(props.cors_origins),
+            "MOSAIC_API_WRITE_CORS_ORIGINS": _json_list(props.write_cors_origins),
+            "MOSAIC_LAMBDA_LOG_LEVEL": props.log_level,
         }
-        self.tiler = self._function("Tiler", code, HANDLER, props.tiler, common_env)
-        # API Gateway's IAM authorizer has vetted every request the writer receives.
-        writer_env = {**common_env, "MOSAIC_API_ALLOW_ANONYMOUS_WRITES": "true"}
-        self.writer = self._function("Writer", code, HANDLER, props.writer, writer_env)
-        batch_env = {
-            **common_env,
-            "MOSAIC_LAMBDA_EXPORTS_BUCKET": self.exports_bucket.bucket_name,
-            "MOSAIC_LAMBDA_PRESIGNED_URL_SECONDS": str(props.batch.presigned_url_seconds),
-            "MOSAIC_LAMBDA_BATCH_MAX_TILE_SIZE": str(props.batch.max_tile_size),
-        }
-        self.batch = self._function("Batch", code, BATCH_HANDLER, props.batch.function, batch_env)
 
-        self._grant_table(self.tiler, TABLE_READ_ACTIONS)
-        self._grant_table(self.batch, TABLE_READ_ACTIONS)
-        self._grant_table(self.writer, TABLE_READ_ACTIONS + TABLE_WRITE_ACTIONS)
-        for function in (self.tiler, self.writer, self.batch):
-            self._grant_data_buckets(function, props.data_buckets)
-        # PutObject to store a large response, GetObject so the presigned URL it signs works.
-        self.batch.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:GetObject"],
-                resources=[self.exports_bucket.arn_for_objects("*")],
-            )
-        )
-
-        self.api = self._http_api(props)
-        self.batch_url = self.batch.add_function_url(
-            auth_type=_URL_AUTH[props.batch.url_auth],
-            invoke_mode=lambda_.InvokeMode.BUFFERED,
-        )
-
-        CfnOutput(self, "ApiUrl", value=self.api.api_endpoint, description="Tiler HTTP API")
-        CfnOutput(self, "BatchUrl", value=self.batch_url.url, description="Batch Function URL")
-        CfnOutput(self, "TableName", value=self.table.table_name, description="Mosaic table")
-        CfnOutput(
-            self,
-            "ExportsBucketName",
-            value=self.exports_bucket.bucket_name,
-            description="Large batch responses (expire)",
-        )
-
+    # ------------------------------------------------------------------ functions
     def _function(
         self,
         name: str,
@@ -223,7 +338,11 @@ class MosaicTilerStack(Stack):
             retention=_retention(self.props.log_retention_days),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        return lambda_.Function(
+        security.skip_checkov(
+            log_group,
+            {"CKV_AWS_158": security.NO_CMK_LOGS},
+        )
+        function = lambda_.Function(
             self,
             name,
             runtime=lambda_.Runtime.PYTHON_3_12,
@@ -233,14 +352,45 @@ class MosaicTilerStack(Stack):
             memory_size=props.memory_size,
             timeout=Duration.seconds(props.timeout_seconds),
             reserved_concurrent_executions=props.reserved_concurrency,
-            environment={**environment, **props.environment},
+            environment={
+                **environment,
+                "MOSAIC_API_REQUEST_TIMEOUT": _request_timeout(props.timeout_seconds),
+                **props.environment,
+            },
             log_group=log_group,
         )
+        skips = dict(_FUNCTION_SKIPS)
+        if props.reserved_concurrency is None:
+            skips["CKV_AWS_115"] = (
+                "Reserved concurrency turned off by the operator (tiler/writer/batch_reserved_"
+                "concurrency=none), e.g. on an account whose concurrency quota is 10."
+            )
+        security.skip_checkov(function, skips)
+        return function
 
-    def _grant_table(self, function: lambda_.Function, actions: tuple[str, ...]) -> None:
-        function.add_to_role_policy(
-            iam.PolicyStatement(actions=list(actions), resources=[self.table.table_arn])
-        )
+    def _grant_store(self, function: lambda_.Function, write: bool) -> None:
+        if self.table is not None:
+            actions = TABLE_READ_ACTIONS + (TABLE_WRITE_ACTIONS if write else ())
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=list(actions), resources=[self.table.table_arn])
+            )
+        if self.mosaics_bucket is not None:
+            prefix = self.props.store.mosaics_prefix
+            actions = BUCKET_READ_ACTIONS + (BUCKET_WRITE_ACTIONS if write else ())
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=list(actions),
+                    resources=[self.mosaics_bucket.arn_for_objects(f"{prefix}*")],
+                )
+            )
+            # Listing (GET /mosaics) and 404s for missing keys, below the prefix only.
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[self.mosaics_bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+                )
+            )
 
     def _grant_data_buckets(self, function: lambda_.Function, buckets: list[str]) -> None:
         if buckets:
@@ -251,32 +401,63 @@ class MosaicTilerStack(Stack):
                 )
             )
 
-    def _http_api(self, props: MosaicTilerProps) -> apigw.HttpApi:
-        api = apigw.HttpApi(
-            self,
-            "Api",
-            description="lambda-mosaic-tiler",
-            cors_preflight=apigw.CorsPreflightOptions(
-                allow_origins=props.cors_origins,
-                allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.HEAD],
-                allow_headers=["*"],
-                max_age=Duration.days(1),
-            ),
-        )
+    # ------------------------------------------------------------------ API
+    def _routes(self, props: MosaicTilerProps) -> None:
         read = integrations.HttpLambdaIntegration("TilerIntegration", self.tiler)
         write = integrations.HttpLambdaIntegration("WriterIntegration", self.writer)
+        public = (apigw.HttpMethod.GET, apigw.HttpMethod.HEAD, apigw.HttpMethod.OPTIONS)
         for path in ("/", "/{proxy+}"):
-            api.add_routes(
-                path=path,
-                methods=[apigw.HttpMethod.GET, apigw.HttpMethod.HEAD],
-                integration=read,
-            )
+            self.api.add_routes(path=path, methods=list(public), integration=read)
         iam_auth = authorizers.HttpIamAuthorizer()
         for path in ("/mosaics", "/mosaics/{proxy+}"):
-            api.add_routes(
+            self.api.add_routes(
                 path=path, methods=list(WRITE_METHODS), integration=write, authorizer=iam_auth
             )
-        return api
+
+    def _outputs(self) -> None:
+        CfnOutput(self, "ApiUrl", value=self.api.api_endpoint, description="Tiler HTTP API")
+        CfnOutput(
+            self,
+            "TilesUrl",
+            value=self.public_url,
+            description="Public base URL of tiles, TileJSON and the map (CDN when enabled)",
+        )
+        if self.cdn is not None:
+            CfnOutput(
+                self,
+                "DistributionId",
+                value=self.cdn.distribution.distribution_id,
+                description="CloudFront distribution",
+            )
+        CfnOutput(self, "BatchUrl", value=self.batch_url.url, description="Batch Function URL")
+        if self.table is not None:
+            CfnOutput(self, "TableName", value=self.table.table_name, description="Mosaic table")
+        if self.mosaics_bucket is not None:
+            CfnOutput(
+                self,
+                "MosaicsBucketName",
+                value=self.mosaics_bucket.bucket_name,
+                description="S3-stored mosaics",
+            )
+        CfnOutput(
+            self,
+            "ExportsBucketName",
+            value=self.exports_bucket.bucket_name,
+            description="Large batch responses (expire)",
+        )
+        CfnOutput(
+            self,
+            "AccessLogGroup",
+            value=self.access_logs.log_group_name,
+            description="API access log (JSON)",
+        )
+        if self.monitoring.props.dashboard:
+            CfnOutput(
+                self,
+                "DashboardName",
+                value=self.monitoring.dashboard.dashboard_name,
+                description="CloudWatch dashboard",
+            )
 
 
 _RETENTION_DAYS = {

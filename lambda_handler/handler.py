@@ -28,9 +28,12 @@ import logging
 import mimetypes
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from lambda_handler import request_log
 
 if TYPE_CHECKING:
     from lambda_handler.settings import ApiSettings, LambdaSettings
@@ -88,7 +91,9 @@ def _prepare_process(batch: bool) -> None:
             return
         from lambda_handler.settings import LambdaSettings
 
-        apply_environment(LambdaSettings(), batch=batch)
+        settings = LambdaSettings()
+        apply_environment(settings, batch=batch)
+        request_log.configure(settings.log_level)
         _environment_applied = True
 
 
@@ -312,7 +317,21 @@ class ApiFunction:
         self.adapter.warm_up()
 
     def __call__(self, event: LambdaEvent, context: Any = None) -> LambdaResponse:
-        """Answer one event (HTTP API v2, REST API v1 or Function URL)."""
+        """Answer one event (HTTP API v2, REST API v1 or Function URL), logging one JSON line."""
+        started = time.perf_counter()
+        token = request_log.start_request(context)
+        try:
+            response = self._answer(event, context)
+        except BaseException as err:
+            request_log.log_request(event, context, None, time.perf_counter() - started, err)
+            raise
+        else:
+            request_log.log_request(event, context, response, time.perf_counter() - started)
+            return response
+        finally:
+            request_log.end_request(token)
+
+    def _answer(self, event: LambdaEvent, context: Any) -> LambdaResponse:
         refusal = self.refuse_unverified_write(event)
         if refusal is not None:
             return refusal

@@ -284,6 +284,11 @@ class LambdaSettings(BaseSettings):
     proj_data: str | None = Field(
         None, description="PROJ database directory (default: the one shipped in the asset)."
     )
+    log_level: str = Field(
+        "INFO",
+        pattern="^(?i:debug|info|warning|error|critical)$",
+        description="Level of the functions' JSON logs (one line per request at INFO).",
+    )
     # The batch function (Function URL: no 30 s cap, 900 s Lambda timeout).
     batch_max_tile_size: int = Field(8192, ge=64, description="Largest batch tile edge (px).")
     batch_gdal_http_timeout: int = Field(120, ge=1, description="GDAL HTTP timeout (batch).")

@@ -34,7 +34,7 @@ def app() -> cdk.App:
         "architecture": "arm64",
         "removal_policy": "destroy",
         "tiler_memory_size": "2048",
-        "tiler_reserved_concurrency": "50",
+        "tiler_reserved_concurrency": "none",
         "batch_url_auth": "none",
         "data_buckets": "cogs-a,cogs-b",
         "log_retention_days": "7",
@@ -104,7 +104,8 @@ def test_functions_runtime_memory_timeouts(template, custom):
     assert batch["Handler"] == "lambda_handler.handler.batch_handler"
     assert (tiler["MemorySize"], tiler["Timeout"]) == (1536, 29)
     assert (batch["MemorySize"], batch["Timeout"]) == (3008, 900)
-    assert "ReservedConcurrentExecutions" not in tiler
+    # Reserved concurrency caps cost by default; "none" turns it off.
+    assert [f["ReservedConcurrentExecutions"] for f in (tiler, writer, batch)] == [50, 5, 10]
     assert "MOSAIC_API_ALLOW_ANONYMOUS_WRITES" not in tiler["Environment"]["Variables"]
     assert writer["Environment"]["Variables"]["MOSAIC_API_ALLOW_ANONYMOUS_WRITES"] == "true"
     assert "MOSAIC_LAMBDA_EXPORTS_BUCKET" in batch["Environment"]["Variables"]
@@ -112,16 +113,17 @@ def test_functions_runtime_memory_timeouts(template, custom):
     custom_tiler = _function(custom, "Tiler")
     assert custom_tiler["Architectures"] == ["arm64"]
     assert custom_tiler["MemorySize"] == 2048
-    assert custom_tiler["ReservedConcurrentExecutions"] == 50
-    custom.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 7})
-    template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
-    template.resource_count_is("AWS::Logs::LogGroup", 3)
+    assert "ReservedConcurrentExecutions" not in custom_tiler
+    # Three functions and the API's access log, all with the configured retention.
+    for tpl, days in ((template, 30), (custom, 7)):
+        groups = tpl.find_resources("AWS::Logs::LogGroup").values()
+        assert [g["Properties"]["RetentionInDays"] for g in groups] == [days] * 4
 
 
 def test_routes_public_reads_and_iam_writes(template):
     routes = template.find_resources("AWS::ApiGatewayV2::Route")
     by_key = {r["Properties"]["RouteKey"]: r["Properties"] for r in routes.values()}
-    for key in ("GET /", "GET /{proxy+}", "HEAD /{proxy+}"):
+    for key in ("GET /", "GET /{proxy+}", "HEAD /{proxy+}", "OPTIONS /{proxy+}"):
         assert by_key[key].get("AuthorizationType", "NONE") == "NONE", key
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         for path in ("/mosaics", "/mosaics/{proxy+}"):
@@ -225,7 +227,16 @@ def test_function_url_auth_and_exports_bucket(template, custom):
 
 def test_outputs(template):
     outputs = template.to_json()["Outputs"]
-    assert {"ApiUrl", "BatchUrl", "TableName", "ExportsBucketName"} <= set(outputs)
+    assert {
+        "ApiUrl",
+        "TilesUrl",
+        "DistributionId",
+        "BatchUrl",
+        "TableName",
+        "ExportsBucketName",
+        "AccessLogGroup",
+        "DashboardName",
+    } <= set(outputs)
 
 
 def test_bundle_spec_changes_the_asset_hash(tmp_path):
@@ -256,7 +267,11 @@ def test_bundle_spec_changes_the_asset_hash(tmp_path):
 
 
 def test_props_from_environment_win_over_context():
-    context = {"tiler_memory_size": 1024, "data_buckets": ["a"], "batch_reserved_concurrency": None}
+    context = {
+        "tiler_memory_size": 1024,
+        "data_buckets": ["a"],
+        "batch_reserved_concurrency": "none",
+    }
     env = {"MOSAIC_CDK_TILER_MEMORY_SIZE": "4096", "MOSAIC_CDK_DATA_BUCKETS": '["x", "y"]'}
     props = props_from_context(context.get, environ=env)
     assert props.tiler.memory_size == 4096

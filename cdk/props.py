@@ -1,0 +1,177 @@
+"""Typed props of `MosaicTilerStack`: one dataclass per concern, every field with a default.
+
+`cdk/config.py` fills them from context and `MOSAIC_CDK_*` variables; tests build them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cdk.bundling import BundleSpec
+
+MOSAIC_STORES = ("dynamodb", "s3")
+REMOVAL_POLICIES = ("retain", "destroy", "snapshot")
+ARCHITECTURES = ("x86_64", "arm64")
+URL_AUTH_TYPES = ("AWS_IAM", "NONE")
+PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
+
+
+@dataclass
+class TableProps:
+    """The DynamoDB mosaic table (`mosaicId`/`quadkey`, on-demand)."""
+
+    table_name: str | None = None  # None: CloudFormation names it
+    removal_policy: str = "retain"  # retain | destroy | snapshot
+    point_in_time_recovery: bool = True
+
+
+@dataclass
+class FunctionProps:
+    """One Lambda function's sizing.
+
+    `reserved_concurrency` caps both cost and blast radius: at most that many invokes run at once
+    (more are throttled: 429 through API Gateway). None leaves the function on the account's
+    unreserved pool (new accounts whose concurrency quota is 10 must use None: Lambda refuses a
+    reservation that leaves fewer than 10 unreserved).
+    """
+
+    memory_size: int = 1536
+    timeout_seconds: int = 29  # the HTTP API answers 503 after 30 s anyway
+    reserved_concurrency: int | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BatchProps:
+    """The batch function, its Function URL and the exports bucket."""
+
+    function: FunctionProps = field(
+        default_factory=lambda: FunctionProps(
+            memory_size=3008, timeout_seconds=900, reserved_concurrency=10
+        )
+    )
+    url_auth: str = "AWS_IAM"  # AWS_IAM | NONE
+    exports_expiry_days: int = 1
+    presigned_url_seconds: int = 3600
+    max_tile_size: int = 8192
+
+
+@dataclass
+class StoreProps:
+    """Where mosaic ids live, and what else the functions may read.
+
+    - `mosaic_store`: `dynamodb` (the table, default) or `s3` (`s3://bucket/{prefix}{id}.json.gz`).
+    - `mosaics_bucket`: an existing bucket for S3-stored mosaics; empty with `mosaic_store=s3`:
+      the stack creates one. When set, the `?url=s3://bucket/prefix…` form is allowed too.
+    - `stac_api_urls`: STAC API search URLs (`https://host/…/search` prefixes) that `?url=stac+…`
+      and STAC-built mosaics may use.
+    - `data_buckets`: buckets holding the COGs (read-only grants, and the asset allow-list).
+    - `asset_prefixes`: more asset URL prefixes the tiler may read (e.g. a STAC catalogue's
+      public `https://` COGs); the data buckets' `s3://bucket/` are always in.
+    """
+
+    mosaic_store: str = "dynamodb"
+    mosaics_bucket: str | None = None
+    mosaics_prefix: str = "mosaics/"
+    stac_api_urls: list[str] = field(default_factory=list)
+    data_buckets: list[str] = field(default_factory=list)
+    asset_prefixes: list[str] = field(default_factory=list)
+
+    @property
+    def uses_s3(self) -> bool:
+        """Whether the functions use an S3 mosaics bucket (created or existing)."""
+        return self.mosaic_store == "s3" or bool(self.mosaics_bucket)
+
+
+@dataclass
+class CdnProps:
+    """The CloudFront distribution in front of the HTTP API.
+
+    `document_max_ttl` caps how long the edge keeps TileJSON, WMTS, metadata and the other
+    small documents (whatever the origin's `max-age`): a mosaic update reaches them within that
+    time, and the tile URLs they hand out carry the mosaic version, so tiles of the new version
+    are new cache keys. `tile_max_ttl` caps tiles and static files.
+    """
+
+    enabled: bool = True
+    domain_name: str | None = None  # custom domain (needs certificate_arn, in us-east-1)
+    certificate_arn: str | None = None
+    price_class: str = "PriceClass_100"
+    document_max_ttl: int = 60
+    tile_max_ttl: int = 86_400
+    default_ttl: int = 3600  # when the origin sends no Cache-Control
+
+    def validate(self) -> None:
+        """Raise ValueError on inconsistent options (called by `MosaicTilerProps`)."""
+        if bool(self.domain_name) != bool(self.certificate_arn):
+            raise ValueError("cdn_domain_name and cdn_certificate_arn go together")
+        if self.price_class not in PRICE_CLASSES:
+            raise ValueError(f"cdn_price_class must be one of {list(PRICE_CLASSES)}")
+
+
+@dataclass
+class MonitoringProps:
+    """Access logs, alarms, dashboard.
+
+    Alarms notify `alarm_topic_arn` (an existing SNS topic) or a topic the stack creates when
+    `alarm_email` is set; with neither they only change state (visible on the dashboard).
+    """
+
+    alarm_topic_arn: str | None = None
+    alarm_email: str | None = None
+    error_rate_percent: float = 5.0  # API 5xx answers, percent of requests over 5 minutes
+    duration_fraction: float = 0.9  # alarm when the slowest invoke reaches this share of timeout
+    dashboard: bool = True
+    api_throttle_rate: int = 200  # requests/second across the stage (cost cap; 429 beyond)
+    api_throttle_burst: int = 400
+
+
+@dataclass
+class MosaicTilerProps:
+    """Everything the stack can be told; every field has a default."""
+
+    table: TableProps = field(default_factory=TableProps)
+    tiler: FunctionProps = field(default_factory=lambda: FunctionProps(reserved_concurrency=50))
+    writer: FunctionProps = field(
+        default_factory=lambda: FunctionProps(memory_size=1024, reserved_concurrency=5)
+    )
+    batch: BatchProps = field(default_factory=BatchProps)
+    store: StoreProps = field(default_factory=StoreProps)
+    cdn: CdnProps = field(default_factory=CdnProps)
+    monitoring: MonitoringProps = field(default_factory=MonitoringProps)
+    architecture: str = "x86_64"  # x86_64 | arm64
+    log_retention_days: int = 30
+    log_level: str = "INFO"
+    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    write_cors_origins: list[str] = field(default_factory=list)  # none: no browser writes
+    # Issue 18's asynchronous write jobs: the writer may run 900 s and invoke itself.
+    writer_async_jobs: bool = False
+    bundle: BundleSpec | None = None  # None: the default spec for `architecture`
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {list(ARCHITECTURES)}")
+        if self.table.removal_policy not in REMOVAL_POLICIES:
+            raise ValueError(f"removal_policy must be one of {list(REMOVAL_POLICIES)}")
+        if self.batch.url_auth not in URL_AUTH_TYPES:
+            raise ValueError(f"batch url_auth must be one of {list(URL_AUTH_TYPES)}")
+        self.cdn.validate()
+        if self.cdn.domain_name and not self.cdn.enabled:
+            raise ValueError("cdn_domain_name needs the CDN (cdn_enabled=true)")
+        if self.store.mosaic_store not in MOSAIC_STORES:
+            raise ValueError(f"mosaic_store must be one of {list(MOSAIC_STORES)}")
+        for url in self.store.stac_api_urls:
+            if not url.startswith("https://"):
+                raise ValueError(f"stac_api_urls: {url!r} is not an https:// URL")
+        for name in self.store.data_buckets + [self.store.mosaics_bucket or "x"]:
+            if not name or "/" in name or ":" in name:
+                raise ValueError(f"{name!r} is not a bucket name (no s3://, no key)")
+
+    @property
+    def data_buckets(self) -> list[str]:
+        """The COG buckets (shortcut)."""
+        return self.store.data_buckets
+
+    def bundle_spec(self) -> BundleSpec:
+        """The asset spec (its architecture follows the functions')."""
+        return self.bundle or BundleSpec(architecture=self.architecture)

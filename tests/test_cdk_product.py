@@ -1,0 +1,406 @@
+"""The stack as a product (issue 14): store options, the CDN, access logs, alarms, dashboard,
+the asynchronous-writer hook. Template assertions on the variants of `tests/cdk_support.py`."""
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from cdk.config import props_from_context
+from cdk.props import CdnProps, MosaicTilerProps, StoreProps
+from tests.cdk_support import CERTIFICATE, STAC_ASSETS, STAC_SEARCH, TOPIC, synthesized, template
+
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # CloudFront's managed policy id
+
+
+@pytest.fixture(scope="module")
+def default() -> Template:
+    return template("Default")
+
+
+@pytest.fixture(scope="module")
+def s3_stac() -> Template:
+    return template("S3Stac")
+
+
+@pytest.fixture(scope="module")
+def existing() -> Template:
+    return template("Existing")
+
+
+def _function(tpl: Template, prefix: str) -> dict:
+    (props,) = [
+        p["Properties"]
+        for k, p in tpl.find_resources("AWS::Lambda::Function").items()
+        if k.startswith(prefix)
+    ]
+    return props
+
+
+def _env(tpl: Template, prefix: str) -> dict:
+    return _function(tpl, prefix)["Environment"]["Variables"]
+
+
+def _statements(tpl: Template, role_prefix: str) -> list[dict]:
+    statements = []
+    for name, policy in tpl.find_resources("AWS::IAM::Policy").items():
+        if name.startswith(role_prefix):
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def _actions(statements: list[dict]) -> set[str]:
+    found: set[str] = set()
+    for statement in statements:
+        value = statement["Action"]
+        found.update([value] if isinstance(value, str) else value)
+    return found
+
+
+def _logical_id(tpl: Template, kind: str, prefix: str) -> str:
+    (name,) = [k for k in tpl.find_resources(kind) if k.startswith(prefix)]
+    return name
+
+
+# ---------------------------------------------------------------------------- stores
+def test_dynamodb_is_the_default_store(default):
+    env = _env(default, "Tiler")
+    table = _logical_id(default, "AWS::DynamoDB::Table", "MosaicTable")
+    assert env["MOSAIC_API_MOSAIC_URI_TEMPLATE"] == {
+        "Fn::Join": ["", ["dynamodb:///", {"Ref": table}, ":{mosaic_id}"]]
+    }
+    assert env["MOSAIC_API_ALLOWED_URL_PREFIXES"] == "[]"
+    assert env["MOSAIC_API_ALLOWED_ASSET_PREFIXES"] == "[]"
+    assert env["MOSAIC_API_WRITE_CORS_ORIGINS"] == "[]"
+    # Only the exports bucket: no mosaics bucket without the S3 store.
+    default.resource_count_is("AWS::S3::Bucket", 1)
+
+
+def test_s3_store_created_by_the_stack(s3_stac):
+    s3_stac.resource_count_is("AWS::DynamoDB::Table", 0)
+    bucket = _logical_id(s3_stac, "AWS::S3::Bucket", "MosaicsBucket")
+    s3_stac.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "PublicAccessBlockConfiguration": Match.object_like({"BlockPublicAcls": True}),
+        },
+    )
+    for prefix in ("Tiler", "Writer", "Batch"):
+        env = _env(s3_stac, prefix)
+        assert env["MOSAIC_API_MOSAIC_URI_TEMPLATE"] == {
+            "Fn::Join": ["", ["s3://", {"Ref": bucket}, "/mosaics/{mosaic_id}.json.gz"]]
+        }
+    # Reads for the tiler and batch, writes for the writer only, all below the prefix.
+    tiler = _statements(s3_stac, "TilerServiceRole")
+    writer = _statements(s3_stac, "WriterServiceRole")
+    batch = _statements(s3_stac, "BatchServiceRole")
+    assert _actions(tiler) == {"s3:GetObject", "s3:ListBucket"}
+    assert _actions(batch) == {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}
+    assert _actions(writer) == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"}
+    (objects,) = [s for s in writer if "s3:PutObject" in s["Action"]]
+    assert objects["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/mosaics/*"]]
+    }
+    (listing,) = [s for s in tiler if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["mosaics/*"]}}
+    assert "dynamodb" not in json.dumps(tiler + writer + batch)
+
+
+def test_stac_urls_and_assets_are_allow_listed(s3_stac):
+    env = _env(s3_stac, "Tiler")
+    url_prefixes = env["MOSAIC_API_ALLOWED_URL_PREFIXES"]
+    # The JSON list holds the bucket token, so CloudFormation joins it.
+    joined = json.dumps(url_prefixes)
+    assert f"stac+{STAC_SEARCH}" in joined and "/mosaics/" in joined
+    assets = json.loads(env["MOSAIC_API_ALLOWED_ASSET_PREFIXES"])
+    assert assets == [
+        "s3://cogs-a/",
+        "s3://cogs-b/",
+        STAC_ASSETS,
+        "https://earth-search.aws.element84.com/v1/",
+    ]
+    assert json.loads(env["MOSAIC_API_WRITE_CORS_ORIGINS"]) == ["https://app.example.org"]
+
+
+def test_existing_mosaics_bucket_beside_the_table(existing):
+    # No bucket created for mosaics: the exports bucket only; the table stays the store.
+    existing.resource_count_is("AWS::S3::Bucket", 1)
+    existing.resource_count_is("AWS::DynamoDB::Table", 1)
+    env = _env(existing, "Tiler")
+    assert "dynamodb:///" in json.dumps(env["MOSAIC_API_MOSAIC_URI_TEMPLATE"])
+    assert json.loads(env["MOSAIC_API_ALLOWED_URL_PREFIXES"]) == ["s3://my-mosaics/mosaics/"]
+    assert json.loads(env["MOSAIC_API_ALLOWED_ASSET_PREFIXES"]) == ["s3://cogs-a/"]
+    writer = _statements(existing, "WriterServiceRole")
+    (objects,) = [s for s in writer if "s3:PutObject" in s["Action"]]
+    assert "arn:" in json.dumps(objects["Resource"])
+    assert ":s3:::my-mosaics/mosaics/*" in json.dumps(objects["Resource"])
+
+
+def test_store_options_are_validated():
+    with pytest.raises(ValueError, match="mosaic_store"):
+        MosaicTilerProps(store=StoreProps(mosaic_store="sqlite"))
+    with pytest.raises(ValueError, match="https"):
+        MosaicTilerProps(store=StoreProps(stac_api_urls=["http://stac.internal/search"]))
+    with pytest.raises(ValueError, match="bucket name"):
+        MosaicTilerProps(store=StoreProps(data_buckets=["s3://cogs"]))
+    with pytest.raises(ValueError, match="go together"):
+        MosaicTilerProps(cdn=CdnProps(domain_name="tiles.example.org"))
+    with pytest.raises(ValueError, match="needs the CDN"):
+        props_from_context(
+            {
+                "cdn_enabled": "false",
+                "cdn_domain_name": "t.example.org",
+                "cdn_certificate_arn": CERTIFICATE,
+            }.get,
+            environ={},
+        )
+    with pytest.raises(ValueError, match="cdn_enabled"):
+        props_from_context({"cdn_enabled": "maybe"}.get, environ={})
+
+
+# ---------------------------------------------------------------------------- CDN
+def _distribution(tpl: Template) -> dict:
+    (dist,) = tpl.find_resources("AWS::CloudFront::Distribution").values()
+    return dist["Properties"]["DistributionConfig"]
+
+
+def _policies(tpl: Template) -> dict[str, dict]:
+    return {
+        name: p["Properties"]["CachePolicyConfig"]
+        for name, p in tpl.find_resources("AWS::CloudFront::CachePolicy").items()
+    }
+
+
+def test_cdn_caches_tiles_and_documents_by_the_full_query_string(default):
+    policies = _policies(default)
+    assert len(policies) == 2
+    for config in policies.values():
+        key = config["ParametersInCacheKeyAndForwardedToOrigin"]
+        assert key["QueryStringsConfig"] == {"QueryStringBehavior": "all"}
+        assert key["HeadersConfig"] == {"HeaderBehavior": "whitelist", "Headers": ["Origin"]}
+        assert key["CookiesConfig"] == {"CookieBehavior": "none"}
+        assert key["EnableAcceptEncodingGzip"] and key["EnableAcceptEncodingBrotli"]
+        assert config["MinTTL"] == 0  # the origin's Cache-Control can always ask for less
+    by_max = {config["MaxTTL"]: name for name, config in policies.items()}
+    assert set(by_max) == {60, 86_400}
+    documents, tiles = by_max[60], by_max[86_400]
+
+    config = _distribution(default)
+    default_behavior = config["DefaultCacheBehavior"]
+    assert default_behavior["CachePolicyId"] == {"Ref": documents}
+    assert default_behavior["Compress"] is True
+    assert default_behavior["ViewerProtocolPolicy"] == "redirect-to-https"
+    assert set(default_behavior["AllowedMethods"]) == {
+        "GET",
+        "HEAD",
+        "OPTIONS",
+        "PUT",
+        "PATCH",
+        "POST",
+        "DELETE",
+    }
+    assert default_behavior["CachedMethods"] == ["GET", "HEAD"]  # writes are never cached
+    behaviors = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
+    assert behaviors["*/tiles/*"]["CachePolicyId"] == {"Ref": tiles}
+    assert behaviors["/static/*"]["CachePolicyId"] == {"Ref": tiles}
+    assert behaviors["/mosaics"]["CachePolicyId"] == CACHING_DISABLED
+    assert behaviors["/healthz"]["CachePolicyId"] == CACHING_DISABLED
+    assert all(b["Compress"] for b in behaviors.values())
+    # CORS preflight headers reach the app; nothing else beyond the cache key.
+    (request_policy,) = default.find_resources("AWS::CloudFront::OriginRequestPolicy").values()
+    headers = request_policy["Properties"]["OriginRequestPolicyConfig"]["HeadersConfig"]
+    assert set(headers["Headers"]) == {
+        "Access-Control-Request-Headers",
+        "Access-Control-Request-Method",
+    }
+
+
+def test_cdn_origin_is_the_api_over_https_and_no_cycle(default):
+    config = _distribution(default)
+    (origin,) = config["Origins"]
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    assert origin["CustomOriginConfig"]["OriginSSLProtocols"] == ["TLSv1.2"]
+    api = _logical_id(default, "AWS::ApiGatewayV2::Api", "Api")
+    assert {"Ref": api} in origin["DomainName"]["Fn::Join"][1]
+    # The distribution refers to the API resource only, never to a function: the functions
+    # can then carry the distribution's URL without a dependency cycle.
+    text = json.dumps(default.find_resources("AWS::CloudFront::Distribution"))
+    assert "Tiler" not in text and "Writer" not in text
+    domain = {
+        "Fn::Join": [
+            "",
+            [
+                "https://",
+                {
+                    "Fn::GetAtt": [
+                        _logical_id(default, "AWS::CloudFront::Distribution", "Cdn"),
+                        "DomainName",
+                    ]
+                },
+            ],
+        ]
+    }
+    assert _env(default, "Tiler")["MOSAIC_API_PUBLIC_URL"] == domain
+    assert _env(default, "Writer")["MOSAIC_API_PUBLIC_URL"] == domain
+    assert default.to_json()["Outputs"]["TilesUrl"]["Value"] == domain
+
+
+def test_custom_domain(s3_stac):
+    config = _distribution(s3_stac)
+    assert config["Aliases"] == ["tiles.example.org"]
+    assert config["ViewerCertificate"] == {
+        "AcmCertificateArn": CERTIFICATE,
+        "MinimumProtocolVersion": "TLSv1.2_2021",
+        "SslSupportMethod": "sni-only",
+    }
+    assert _env(s3_stac, "Tiler")["MOSAIC_API_PUBLIC_URL"] == "https://tiles.example.org"
+    assert s3_stac.to_json()["Outputs"]["TilesUrl"]["Value"] == "https://tiles.example.org"
+
+
+def test_cdn_can_be_turned_off(existing):
+    existing.resource_count_is("AWS::CloudFront::Distribution", 0)
+    outputs = existing.to_json()["Outputs"]
+    assert "DistributionId" not in outputs
+    assert outputs["TilesUrl"]["Value"] == outputs["ApiUrl"]["Value"]
+    assert _env(existing, "Tiler")["MOSAIC_API_PUBLIC_URL"] == outputs["ApiUrl"]["Value"]
+
+
+def test_api_cors_is_left_to_the_app(default):
+    """API Gateway's CORS would answer every preflight itself, with one policy for reads and
+    writes: preflights go to the app (read origins, write origins per route)."""
+    (api,) = default.find_resources("AWS::ApiGatewayV2::Api").values()
+    assert "CorsConfiguration" not in api["Properties"]
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in default.find_resources("AWS::ApiGatewayV2::Route").values()
+    }
+    for key in ("OPTIONS /", "OPTIONS /{proxy+}"):
+        assert routes[key].get("AuthorizationType", "NONE") == "NONE"
+        assert routes[key]["Target"] == routes["GET /{proxy+}"]["Target"]
+
+
+# ---------------------------------------------------------------------------- operations
+def test_stage_access_log_and_throttle(default):
+    (stage,) = default.find_resources("AWS::ApiGatewayV2::Stage").values()
+    props = stage["Properties"]
+    log_group = _logical_id(default, "AWS::Logs::LogGroup", "ApiAccessLogs")
+    assert props["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": [log_group, "Arn"]}
+    line = json.loads(props["AccessLogSettings"]["Format"])
+    assert line["requestId"] == "$context.requestId"
+    assert line["status"] == "$context.status"
+    assert line["responseLatency"] == "$context.responseLatency"
+    assert props["DefaultRouteSettings"] == {
+        "ThrottlingBurstLimit": 400,
+        "ThrottlingRateLimit": 200,
+    }
+
+
+def _alarms(tpl: Template) -> dict[str, dict]:
+    return {
+        name: a["Properties"] for name, a in tpl.find_resources("AWS::CloudWatch::Alarm").items()
+    }
+
+
+def _alarm(tpl: Template, prefix: str) -> dict:
+    (props,) = [p for name, p in _alarms(tpl).items() if name.startswith(prefix)]
+    return props
+
+
+def test_alarms(default, s3_stac):
+    names = sorted(n.removeprefix("Monitoring")[:-8] for n in _alarms(default))
+    assert names == sorted(
+        [
+            "ApiServerErrorRate",
+            "BatchServerErrorRate",
+            "TilerThrottles",
+            "WriterThrottles",
+            "BatchThrottles",
+            "TilerDurationNearTimeout",
+            "WriterDurationNearTimeout",
+            "BatchDurationNearTimeout",
+            "TableThrottles",
+        ]
+    )
+    # No table, no table alarm.
+    assert not [n for n in _alarms(s3_stac) if "TableThrottles" in n]
+
+    rate = _alarm(default, "MonitoringApiServerErrorRate")
+    assert rate["Threshold"] == 5 and rate["ComparisonOperator"] == "GreaterThanThreshold"
+    (expression,) = [m for m in rate["Metrics"] if "Expression" in m]
+    assert "requests >= 20" in expression["Expression"]
+    metrics = {m["Id"]: m["MetricStat"]["Metric"] for m in rate["Metrics"] if "MetricStat" in m}
+    assert (metrics["errors"]["MetricName"], metrics["requests"]["MetricName"]) == ("5xx", "Count")
+    assert metrics["errors"]["Namespace"] == "AWS/ApiGateway"
+
+    tiler = _alarm(default, "MonitoringTilerDurationNearTimeout")
+    batch = _alarm(default, "MonitoringBatchDurationNearTimeout")
+    assert (tiler["Threshold"], batch["Threshold"]) == (26_100, 810_000)
+    assert tiler["Statistic"] == "Maximum" and tiler["MetricName"] == "Duration"
+    throttles = _alarm(default, "MonitoringTilerThrottles")
+    assert (throttles["MetricName"], throttles["Threshold"]) == ("Throttles", 0)
+    table = _alarm(default, "MonitoringTableThrottles")
+    names = {m["MetricStat"]["Metric"]["MetricName"] for m in table["Metrics"] if "MetricStat" in m}
+    assert names == {"ReadThrottleEvents", "WriteThrottleEvents"}
+    for alarm in _alarms(default).values():
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert "AlarmActions" not in alarm  # no topic configured
+
+
+def test_alarm_topic_created_or_existing(s3_stac, existing):
+    s3_stac.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.org"}
+    )
+    topic = _logical_id(s3_stac, "AWS::SNS::Topic", "MonitoringAlarmTopic")
+    for alarm in _alarms(s3_stac).values():
+        assert alarm["AlarmActions"] == [{"Ref": topic}]
+        assert alarm["OKActions"] == [{"Ref": topic}]
+    existing.resource_count_is("AWS::SNS::Topic", 0)
+    for alarm in _alarms(existing).values():
+        assert alarm["AlarmActions"] == [TOPIC]
+
+
+def test_dashboard(default, existing):
+    (dashboard,) = default.find_resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for text in ("API requests and errors", "Duration p99", "DynamoDB", "CDN requests"):
+        assert text in body
+    existing.resource_count_is("AWS::CloudWatch::Dashboard", 0)
+
+
+def test_async_writer_hook(default, s3_stac):
+    writer = _function(s3_stac, "Writer")
+    assert writer["Timeout"] == 900
+    assert writer["Environment"]["Variables"]["MOSAIC_LAMBDA_ASYNC_WRITES"] == "true"
+    assert writer["Environment"]["Variables"]["MOSAIC_API_REQUEST_TIMEOUT"] == "896"
+    (invoke,) = [
+        p["Properties"]
+        for name, p in s3_stac.find_resources("AWS::IAM::Policy").items()
+        if name.startswith("WriterInvokesItself")
+    ]
+    (statement,) = invoke["PolicyDocument"]["Statement"]
+    writer_id = _logical_id(s3_stac, "AWS::Lambda::Function", "Writer")
+    assert statement["Action"] == "lambda:InvokeFunction"
+    assert statement["Resource"] == {"Fn::GetAtt": [writer_id, "Arn"]}
+    # Off by default.
+    assert _function(default, "Writer")["Timeout"] == 29
+    assert "MOSAIC_LAMBDA_ASYNC_WRITES" not in _env(default, "Writer")
+    assert _env(default, "Tiler")["MOSAIC_API_REQUEST_TIMEOUT"] == "25"
+
+
+def test_every_variant_passes_cfn_lint(tmp_path):
+    import subprocess
+
+    paths = []
+    for name, body in synthesized().items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(body))
+        paths.append(str(path))
+    # W3005 is CDK's own redundant DependsOn on the function roles; nothing else is ignored.
+    result = subprocess.run(
+        ["cfn-lint", "--ignore-checks", "W3005", "--", *paths],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
