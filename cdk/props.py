@@ -31,8 +31,8 @@ class FunctionProps:
 
     `reserved_concurrency` caps both cost and blast radius: at most that many invokes run at once
     (more are throttled: 429 through API Gateway). None leaves the function on the account's
-    unreserved pool (new accounts whose concurrency quota is 10 must use None: Lambda refuses a
-    reservation that leaves fewer than 10 unreserved).
+    unreserved pool (Lambda keeps 100 executions unreserved on a standard account; a new account
+    whose concurrency quota is 10 can reserve none and must use None).
     """
 
     memory_size: int = 1536
@@ -63,8 +63,9 @@ class StoreProps:
     - `mosaic_store`: `dynamodb` (the table, default) or `s3` (`s3://bucket/{prefix}{id}.json.gz`).
     - `mosaics_bucket`: an existing bucket for S3-stored mosaics; empty with `mosaic_store=s3`:
       the stack creates one. When set, the `?url=s3://bucket/prefix…` form is allowed too.
-    - `stac_api_urls`: STAC API search URLs (`https://host/…/search` prefixes) that `?url=stac+…`
-      and STAC-built mosaics may use.
+    - `stac_api_urls`: STAC API search URLs (`https://host/…/search`) that STAC-built mosaics
+      (POST /mosaics with `stac_api`) may search: their API root joins the asset allow-list,
+      which the app applies to `stac_api` and to the links the API returns.
     - `data_buckets`: buckets holding the COGs (read-only grants, and the asset allow-list).
     - `asset_prefixes`: more asset URL prefixes the tiler may read (e.g. a STAC catalogue's
       public `https://` COGs); the data buckets' `s3://bucket/` are always in.

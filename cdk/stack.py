@@ -77,7 +77,7 @@ TABLE_WRITE_ACTIONS = (
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
 )
-# S3 mosaics: GetObject also answers HeadObject; ListBucket turns a missing key into 404, not 403.
+# S3 mosaics: GetObject also answers HeadObject.
 BUCKET_READ_ACTIONS = ("s3:GetObject",)
 BUCKET_WRITE_ACTIONS = ("s3:PutObject", "s3:DeleteObject")
 WRITE_METHODS = (
@@ -307,10 +307,13 @@ class MosaicTilerStack(Stack):
 
     def _common_environment(self, props: MosaicTilerProps) -> dict[str, str]:
         store = props.store
-        url_prefixes = [f"stac+{url}" for url in store.stac_api_urls]
+        # `?url=` serves stored documents only: a `stac+https://` URL there has no zooms nor
+        # search body (the app refuses it), so STAC APIs are not listed. STAC-built mosaics are
+        # written with POST /mosaics {stac_api, search}; the app checks `stac_api` (and the
+        # links the API returns) against the asset allow-list, which gets the API root.
+        url_prefixes = []
         if self.mosaics_bucket is not None:
-            url_prefixes.insert(0, f"s3://{self.mosaics_bucket.bucket_name}/{store.mosaics_prefix}")
-        # The asset allow-list also vets STAC API URLs and the links they return: the API root.
+            url_prefixes.append(f"s3://{self.mosaics_bucket.bucket_name}/{store.mosaics_prefix}")
         asset_prefixes = [f"s3://{bucket}/" for bucket in store.data_buckets]
         asset_prefixes += store.asset_prefixes
         asset_prefixes += [_stac_api_root(url) for url in store.stac_api_urls]
@@ -383,12 +386,12 @@ class MosaicTilerStack(Stack):
                     resources=[self.mosaics_bucket.arn_for_objects(f"{prefix}*")],
                 )
             )
-            # Listing (GET /mosaics) and 404s for missing keys, below the prefix only.
+            # Without ListBucket S3 answers a missing key with 403, not 404 (the app's "no such
+            # mosaic"). No s3:prefix condition: a GetObject/HeadObject carries no prefix, so a
+            # conditioned grant would not apply there. It lists key names, never reads objects.
             function.add_to_role_policy(
                 iam.PolicyStatement(
-                    actions=["s3:ListBucket"],
-                    resources=[self.mosaics_bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+                    actions=["s3:ListBucket"], resources=[self.mosaics_bucket.bucket_arn]
                 )
             )
 

@@ -8,7 +8,7 @@ from aws_cdk.assertions import Match, Template
 
 from cdk.config import props_from_context
 from cdk.props import CdnProps, MosaicTilerProps, StoreProps
-from tests.cdk_support import CERTIFICATE, STAC_ASSETS, STAC_SEARCH, TOPIC, synthesized, template
+from tests.cdk_support import CERTIFICATE, STAC_ASSETS, TOPIC, synthesized, template
 
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # CloudFront's managed policy id
 
@@ -103,16 +103,19 @@ def test_s3_store_created_by_the_stack(s3_stac):
         "Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/mosaics/*"]]
     }
     (listing,) = [s for s in tiler if s["Action"] == "s3:ListBucket"]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["mosaics/*"]}}
+    assert listing["Resource"] == {"Fn::GetAtt": [bucket, "Arn"]}  # 404 (not 403) when missing
     assert "dynamodb" not in json.dumps(tiler + writer + batch)
 
 
 def test_stac_urls_and_assets_are_allow_listed(s3_stac):
     env = _env(s3_stac, "Tiler")
-    url_prefixes = env["MOSAIC_API_ALLOWED_URL_PREFIXES"]
-    # The JSON list holds the bucket token, so CloudFormation joins it.
-    joined = json.dumps(url_prefixes)
-    assert f"stac+{STAC_SEARCH}" in joined and "/mosaics/" in joined
+    bucket = _logical_id(s3_stac, "AWS::S3::Bucket", "MosaicsBucket")
+    # `?url=` reads stored documents: the mosaics bucket's prefix, never a STAC search (it has no
+    # zooms nor search body there; STAC mosaics are written through POST /mosaics).
+    assert env["MOSAIC_API_ALLOWED_URL_PREFIXES"] == {
+        "Fn::Join": ["", ['["s3://', {"Ref": bucket}, '/mosaics/"]']]
+    }
+    assert "stac+" not in json.dumps(env)
     assets = json.loads(env["MOSAIC_API_ALLOWED_ASSET_PREFIXES"])
     assert assets == [
         "s3://cogs-a/",
