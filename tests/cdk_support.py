@@ -8,7 +8,7 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
 from cdk.config import props_from_context
-from cdk.props import CdnProps, MonitoringProps, MosaicTilerProps, StoreProps
+from cdk.props import CdnProps, FunctionProps, MonitoringProps, MosaicTilerProps, StoreProps
 from cdk.stack import MosaicTilerStack
 
 CDK_ENV = {
@@ -46,8 +46,9 @@ def variant_props() -> dict[str, MosaicTilerProps]:
             environ={},
         ),
         # DynamoDB store plus an existing bucket of `.json.gz` mosaics; no CDN, an existing
-        # alarm topic, no dashboard.
+        # alarm topic, no dashboard, the tiler without reserved concurrency.
         "Existing": MosaicTilerProps(
+            tiler=FunctionProps(reserved_concurrency=None),
             store=StoreProps(mosaics_bucket="my-mosaics", data_buckets=["cogs-a"]),
             cdn=CdnProps(enabled=False),
             monitoring=MonitoringProps(alarm_topic_arn=TOPIC, dashboard=False),

@@ -78,6 +78,10 @@ def test_tile_urls_carry_the_mosaic_version_and_change_with_every_write(app_clie
     path = urlsplit(third.format(z=tile.z, x=tile.x, y=tile.y))
     response = app_client.get(f"{path.path}?{path.query}")
     assert response.status_code == 200, response.text
+    # The map page loads its TileJSON and scripts from the public URL, whatever the Host.
+    page = app_client.get(f"/mosaics/{mosaic_id}/map", headers={"Host": "evil.example"})
+    assert page.status_code == 200
+    assert "https://tiles.example.org/mosaics/" in page.text and "evil.example" not in page.text
     assert app_client.delete(f"/mosaics/{mosaic_id}", headers=AUTH).status_code == 204
 
 

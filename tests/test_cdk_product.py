@@ -371,6 +371,14 @@ def test_dashboard(default, existing):
     existing.resource_count_is("AWS::CloudWatch::Dashboard", 0)
 
 
+def test_reserved_concurrency_caps_cost_unless_turned_off(default, existing):
+    assert [
+        _function(default, n)["ReservedConcurrentExecutions"] for n in ("Tiler", "Writer", "Batch")
+    ] == [50, 5, 10]
+    assert "ReservedConcurrentExecutions" not in _function(existing, "Tiler")
+    assert _function(existing, "Writer")["ReservedConcurrentExecutions"] == 5
+
+
 def test_async_writer_hook(default, s3_stac):
     writer = _function(s3_stac, "Writer")
     assert writer["Timeout"] == 900
