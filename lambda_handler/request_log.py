@@ -28,6 +28,8 @@ _RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) 
     "asctime",
     "taskName",
 }
+# Added to every record by Lambda's runtime (request id, tenant id when multi-tenant).
+_RUNTIME_ATTRIBUTES = {"aws_request_id", "tenant_id"}
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "lambda_request_id", default=None
 )
@@ -41,7 +43,15 @@ _ROUTE_PARTS = (
 
 
 class JsonFormatter(logging.Formatter):
-    """A record as one JSON object: time, level, logger, message, request id, `extra` fields."""
+    """A record as one JSON object: time, level, logger, message, request id, `extra` fields.
+
+    `terminator` ends each line: Lambda's runtime handler writes what the formatter returns as
+    is (its own text format ends in a newline), a `StreamHandler` adds its own.
+    """
+
+    def __init__(self, terminator: str = "") -> None:
+        super().__init__()
+        self.terminator = terminator
 
     def format(self, record: logging.LogRecord) -> str:
         """The JSON line of `record`."""
@@ -56,22 +66,30 @@ class JsonFormatter(logging.Formatter):
         if request_id:
             out["requestId"] = request_id
         for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+            if key in _RUNTIME_ATTRIBUTES:
+                # The runtime's filter tags records with the request id: one name for it.
+                if value and "requestId" not in out:
+                    out["requestId"] = value
+            elif key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
                 out[key] = value
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, separators=(",", ":"))
+        return json.dumps(out, default=str, separators=(",", ":")) + self.terminator
 
 
 def configure(level: str = "INFO", stream: IO[str] | None = None) -> None:
     """JSON-format the root logger's handlers (Lambda's runtime installs one; without any, a
-    stream handler on `stream` is added) and set the level."""
+    stream handler on `stream` is added). The package logs at `level`, libraries at WARNING
+    (botocore's and mangum's INFO lines would repeat every request) unless `level` is DEBUG."""
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(stream))
     for handler in root.handlers:
-        handler.setFormatter(JsonFormatter())
-    root.setLevel(level.upper())
+        plain_stream = isinstance(handler, logging.StreamHandler)
+        handler.setFormatter(JsonFormatter(terminator="" if plain_stream else "\n"))
+    numeric = logging.getLevelName(level.upper())
+    logging.getLogger("lambda_handler").setLevel(numeric)
+    root.setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
 
 
 def route_of(path: str) -> str:

@@ -139,13 +139,18 @@ def test_configure_formats_every_record_as_json():
         "import logging; from lambda_handler import request_log as r;"
         "r.configure('WARNING', __import__('sys').stdout);"
         "logging.getLogger('rasterio').warning('careful %s', 'now', extra={'mosaic': 'm'});"
-        "logging.getLogger('x').info('dropped at WARNING')"
+        "logging.getLogger('x').info('dropped at WARNING');"
+        "r.configure('INFO', __import__('sys').stdout);"
+        "logging.getLogger('botocore.credentials').info('library INFO: dropped');"
+        "logging.getLogger('lambda_handler.x').info('package INFO: kept', extra={'aws_request_id': 'r1'})"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    (line,) = result.stdout.splitlines()
-    record = json.loads(line)
-    assert record["message"] == "careful now" and record["mosaic"] == "m"
-    assert record["logger"] == "rasterio" and record["level"] == "WARNING"
-    assert record["timestamp"].endswith("Z")
+    first, second = [json.loads(line) for line in result.stdout.splitlines()]
+    assert first["message"] == "careful now" and first["mosaic"] == "m"
+    assert first["logger"] == "rasterio" and first["level"] == "WARNING"
+    assert first["timestamp"].endswith("Z")
+    # The runtime's request id attribute becomes `requestId`.
+    assert second["message"] == "package INFO: kept" and second["requestId"] == "r1"
+    assert "aws_request_id" not in second

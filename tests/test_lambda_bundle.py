@@ -289,6 +289,16 @@ def test_handler_through_the_runtime_client(python312, asset, runtime_dir, lambd
     assert tile["statusCode"] == 200 and body_bytes(tile).startswith(PNG_MAGIC)
     assert missing["statusCode"] == 404
     assert invalid["statusCode"] == 422
+    # Every log line is JSON (through the runtime's own handler); one per invoke.
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    requests = [r for r in records if r.get("message") == "request"]
+    assert [r["status"] for r in requests] == [200, 200, 404, 422], output[-3000:]
+    assert requests[1]["route"] == "/mosaics/{mosaic_id}/tiles/WebMercatorQuad/{z}/{x}/{y}.png"
+    assert requests[2]["mosaic"] == "no-such-mosaic"
+    assert all(r["requestId"] and r["durationMs"] > 0 for r in requests)
+    assert len({r["requestId"] for r in requests}) == 4
+    # Libraries' INFO chatter (botocore credentials, mangum's access line) stays out.
+    assert not [r for r in records if r["logger"].startswith(("botocore", "mangum"))]
 
 
 def test_batch_handler_exports_a_large_tiff(python312, asset, runtime_dir, lambda_env):
