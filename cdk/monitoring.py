@@ -255,19 +255,32 @@ class TilerMonitoring(Construct):
                 )
             )
         if distribution is not None:
-            # CloudFront publishes its metrics in us-east-1 with Region=Global.
             row.append(
                 _graph(
                     "CDN requests and error rates",
                     [
-                        distribution.metric_requests(period=PERIOD, region="us-east-1"),
-                        distribution.metric4xx_error_rate(period=PERIOD, region="us-east-1"),
-                        distribution.metric5xx_error_rate(period=PERIOD, region="us-east-1"),
+                        _cdn_metric(distribution, "Requests", "Sum"),
+                        _cdn_metric(distribution, "4xxErrorRate", "Average"),
+                        _cdn_metric(distribution, "5xxErrorRate", "Average"),
                     ],
                 )
             )
         dashboard.add_widgets(*row)
         return dashboard
+
+
+def _cdn_metric(
+    distribution: cloudfront.Distribution, name: str, statistic: str
+) -> cloudwatch.Metric:
+    """A CloudFront metric: published in us-east-1 with the dimension Region=Global."""
+    return cloudwatch.Metric(
+        namespace="AWS/CloudFront",
+        metric_name=name,
+        dimensions_map={"DistributionId": distribution.distribution_id, "Region": "Global"},
+        region="us-east-1",
+        statistic=statistic,
+        period=PERIOD,
+    )
 
 
 def _graph(title: str, metrics: Sequence[cloudwatch.IMetric]) -> cloudwatch.GraphWidget:

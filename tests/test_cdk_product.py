@@ -368,6 +368,8 @@ def test_dashboard(default, existing):
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for text in ("API requests and errors", "Duration p99", "DynamoDB", "CDN requests"):
         assert text in body
+    # CloudFront's metrics exist only in us-east-1 with Region=Global beside the distribution.
+    assert '\\"Region\\",\\"Global\\",{\\"region\\":\\"us-east-1\\"' in body
     existing.resource_count_is("AWS::CloudWatch::Dashboard", 0)
 
 
