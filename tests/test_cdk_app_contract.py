@@ -154,3 +154,34 @@ def test_configure_formats_every_record_as_json():
     # The runtime's request id attribute becomes `requestId`.
     assert second["message"] == "package INFO: kept" and second["requestId"] == "r1"
     assert "aws_request_id" not in second
+
+
+def test_preflights_answered_by_the_app(api_store):
+    """The stack routes OPTIONS to the tiler (API Gateway's CORS is off): the app answers
+    preflights, write methods only for the write origins."""
+    settings = api_store.settings.model_copy(
+        update={"cors_origins": ["*"], "write_cors_origins": ["https://app.example.org"]}
+    )
+    with TestClient(create_app(settings)) as client:
+
+        def preflight(path: str, origin: str, method: str):
+            return client.options(
+                path,
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": method,
+                    "Access-Control-Request-Headers": "authorization,content-type",
+                },
+            )
+
+        read = preflight("/mosaics/scenes/tilejson.json", "https://any.example", "GET")
+        assert read.status_code == 200
+        assert read.headers["access-control-allow-origin"] in ("*", "https://any.example")
+        write = preflight("/mosaics", "https://app.example.org", "POST")
+        assert write.status_code == 200
+        assert write.headers["access-control-allow-origin"] == "https://app.example.org"
+        assert "POST" in write.headers["access-control-allow-methods"]
+        refused = preflight("/mosaics", "https://evil.example", "POST")
+        # Refused: no Access-Control-Allow-Origin, so the browser never sends the write.
+        assert refused.status_code == 400
+        assert "access-control-allow-origin" not in refused.headers
