@@ -1,8 +1,8 @@
 """`TilerCdn`: a CloudFront distribution in front of the tiler's HTTP API.
 
 Caching follows the paths the app serves:
-- tiles (`*/tiles/*`) and static files: cached by the full query string up to `tile_max_ttl`,
-  within the origin's `Cache-Control`;
+- tiles (`*/tiles/*`, but not a tile's `*/assets` list) and static files: cached by the full
+  query string up to `tile_max_ttl`, within the origin's `Cache-Control`;
 - everything else readable (TileJSON, WMTS, metadata, info, points, the map page): cached by the
   full query string for at most `document_max_ttl` (short), so a mosaic update reaches the edge
   quickly without an invalidation; the tile URLs in TileJSON/WMTS carry the mosaic version (`v=`),
@@ -28,6 +28,7 @@ from constructs import Construct
 from cdk.props import CdnProps
 from cdk.security import skip_checkov
 
+DOCUMENT_PATHS_BEFORE_TILES = ("*/assets",)
 TILE_PATHS = ("*/tiles/*", "/static/*")
 UNCACHED_PATHS = ("/mosaics", "/healthz")
 _PRICE_CLASSES = {
@@ -73,7 +74,10 @@ class TilerCdn(Construct):
                 compress=True,
             )
 
-        extra = {path: behavior(tiles) for path in TILE_PATHS}
+        # CloudFront takes the first matching pattern: a tile's asset list (JSON) goes with the
+        # documents, before `*/tiles/*` would catch it.
+        extra = {path: behavior(documents) for path in DOCUMENT_PATHS_BEFORE_TILES}
+        extra.update({path: behavior(tiles) for path in TILE_PATHS})
         extra.update(
             {path: behavior(cloudfront.CachePolicy.CACHING_DISABLED) for path in UNCACHED_PATHS}
         )

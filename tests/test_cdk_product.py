@@ -205,6 +205,10 @@ def test_cdn_caches_tiles_and_documents_by_the_full_query_string(default):
     }
     assert default_behavior["CachedMethods"] == ["GET", "HEAD"]  # writes are never cached
     behaviors = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
+    # First match wins: a tile's asset list is a document, not a tile.
+    order = [b["PathPattern"] for b in config["CacheBehaviors"]]
+    assert order.index("*/assets") < order.index("*/tiles/*")
+    assert behaviors["*/assets"]["CachePolicyId"] == {"Ref": documents}
     assert behaviors["*/tiles/*"]["CachePolicyId"] == {"Ref": tiles}
     assert behaviors["/static/*"]["CachePolicyId"] == {"Ref": tiles}
     assert behaviors["/mosaics"]["CachePolicyId"] == CACHING_DISABLED
