@@ -14,9 +14,12 @@ __all__ = [
     "InvalidMosaicNameError",
     "ListingNotSupportedError",
     "MosaicAuthError",
+    "MosaicChangedError",
+    "MosaicConflictError",
     "MosaicError",
     "MosaicExistsError",
     "MosaicNotFoundError",
+    "MosaicPreconditionError",
     "MosaicWriteError",
     "MultipleDataTypeError",
     "NoAssetFoundError",  # noqa: F822 - provided lazily by __getattr__ below
@@ -57,6 +60,22 @@ class MosaicAuthError(MosaicError):
 
 class MosaicWriteError(MosaicError):
     """A write to the store failed; the previous mosaic is left as it was."""
+
+
+class MosaicConflictError(MosaicWriteError):
+    """A concurrent writer changed (or holds) the mosaic and this write was refused after its
+    retries: nothing of it was stored, the other writer's change is intact. Retrying later is
+    safe."""
+
+
+class MosaicChangedError(MosaicConflictError):
+    """A conditional write found the stored copy changed since it was read (its ETag or
+    generation moved on): nothing was stored. Updates re-read, re-merge and retry on it."""
+
+
+class MosaicPreconditionError(MosaicWriteError):
+    """The caller's precondition (an HTTP `If-Match` ETag) no longer holds: the mosaic changed
+    since the caller read it, so the write was refused and nothing was stored."""
 
 
 class UnsupportedURIError(MosaicError, ValueError):

@@ -48,6 +48,31 @@ class ReadSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MOSAIC_READ_", defer_build=True)
 
 
+class WriteSettings(BaseSettings):
+    """How concurrent writers of one mosaic are arbitrated (every read-write store)."""
+
+    update_attempts: int = Field(
+        20,
+        ge=1,
+        description="Attempts of an update whose conditional write lost a race (re-read, "
+        "re-merge, retry) before it is refused with a conflict error.",
+    )
+    lock_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a writer waits for another writer's lock (SQLite busy timeout, "
+        "file lock) before it is refused with a conflict error.",
+    )
+
+    model_config = SettingsConfigDict(env_prefix="MOSAIC_WRITE_", defer_build=True)
+
+
+@lru_cache
+def write_settings() -> WriteSettings:
+    """Cached WriteSettings."""
+    return WriteSettings()
+
+
 @lru_cache
 def cache_settings() -> CacheSettings:
     """Cached CacheSettings."""

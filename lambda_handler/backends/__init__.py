@@ -18,12 +18,13 @@ if TYPE_CHECKING:
     from lambda_handler.backends.base import MosaicJSONBackend
 
 # Letters, digits, '-', '_', '.'; not starting with '.', so '.', '..' and hidden names are out.
-MOSAIC_NAME_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-.]{0,254}$")
+# Matched with fullmatch: '$' alone would accept a trailing newline ("evil\n").
+MOSAIC_NAME_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_\-.]{0,254}")
 
 
 def validate_mosaic_name(name: str) -> str:
     """Return `name` if it is a safe mosaic name, else raise InvalidMosaicNameError."""
-    if not isinstance(name, str) or not MOSAIC_NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not MOSAIC_NAME_RE.fullmatch(name) or ".." in name:
         raise InvalidMosaicNameError(
             f"invalid mosaic name {name!r}: use 1-255 letters, digits, '-', '_' or '.', "
             "not starting with '.' and without '..' or '/'"

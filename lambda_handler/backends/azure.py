@@ -8,6 +8,10 @@ The client libraries are the optional extra `azure` (`pip install lambda-mosaic-
 imported on first use. Credentials: `AZURE_STORAGE_CONNECTION_STRING` when it is for the URI's
 account (its `BlobEndpoint=` also points at an emulator such as azurite), otherwise
 `DefaultAzureCredential` (environment, workload/managed identity, Azure CLI, …).
+
+Concurrent updates: an update reads the blob and its ETag, merges, and uploads with
+`If-Match: <that ETag>` (azurite honours it); a writer that lost the race gets 412, re-reads,
+re-merges and retries (bounded, then MosaicConflictError).
 """
 
 import os
@@ -24,6 +28,7 @@ from lambda_handler.errors import (
     BackendNotAvailableError,
     InvalidMosaicError,
     MosaicAuthError,
+    MosaicChangedError,
     MosaicError,
     MosaicExistsError,
     MosaicNotFoundError,
@@ -170,12 +175,27 @@ class AzureBackend(MosaicJSONBackend):
         return azure_client(where).get_blob_client(where.container, where.key)
 
     def _read(self) -> MosaicJSON:
+        return self._read_for_write()[0]
+
+    def _read_for_write(self) -> tuple[MosaicJSON, str | None]:
+        """The document and its ETag (also its store revision)."""
         where = self.location
         try:
-            body = self._blob().download_blob().readall()
+            download = self._blob().download_blob()
+            body = download.readall()
         except Exception as err:
             raise self._translate(err, "read") from err
-        return decode_document(body, where.key)
+        etag = download.properties.etag
+        document = decode_document(body, where.key)
+        return document.with_store_revision(etag.strip('"') if etag else None), etag
+
+    def _condition(self) -> dict[str, Any]:
+        """Keyword arguments making a replace/delete conditional on the ETag read (if any)."""
+        if not self._expected_token:
+            return {}
+        from azure.core import MatchConditions
+
+        return {"etag": self._expected_token, "match_condition": MatchConditions.IfNotModified}
 
     def write(self, overwrite: bool = False) -> None:
         """Upload the document; a blob becomes visible only once its upload is complete."""
@@ -184,17 +204,24 @@ class AzureBackend(MosaicJSONBackend):
         content_settings = _import_blob().ContentSettings(
             content_type="application/gzip" if is_gzip_name(where.key) else "application/json"
         )
+        condition = self._condition() if overwrite else {}
         try:
             # overwrite=False makes the SDK send If-None-Match: * (checked by the service).
-            self._blob().upload_blob(body, overwrite=overwrite, content_settings=content_settings)
+            result = self._blob().upload_blob(
+                body, overwrite=overwrite, content_settings=content_settings, **condition
+            )
         except Exception as err:
-            raise self._translate(err, "write") from err
-        self._invalidate()
+            raise self._translate(err, "replace" if condition else "write") from err
+        finally:
+            self._invalidate()
+        etag = (result or {}).get("etag")
+        self.mosaic_def.with_store_revision(etag.strip('"') if etag else None)
 
     def delete(self) -> None:
         """Delete the blob."""
+        condition = self._condition()
         try:
-            self._blob().delete_blob()
+            self._blob().delete_blob(**condition)
         except Exception as err:
             raise self._translate(err, "delete") from err
         finally:
@@ -207,9 +234,15 @@ class AzureBackend(MosaicJSONBackend):
         where = self.location
         code = str(getattr(err, "error_code", "") or "")
         status = getattr(err, "status_code", None)
-        failed = MosaicWriteError if action in ("write", "delete") else MosaicError
+        failed = MosaicWriteError if action in ("write", "replace", "delete") else MosaicError
         if isinstance(err, azure_errors.ResourceExistsError) and action == "write":
             return MosaicExistsError(f"mosaic already exists: {self.input} (use overwrite=True)")
+        if isinstance(err, azure_errors.ResourceModifiedError) or (
+            status == 412 and action in ("replace", "delete")
+        ):
+            return MosaicChangedError(
+                f"mosaic {self.input} changed since it was read (If-Match refused the {action})"
+            )
         if isinstance(err, azure_errors.ResourceNotFoundError) or status == 404:
             if code == "ContainerNotFound":
                 return MosaicNotFoundError(

@@ -8,7 +8,10 @@ tile/point rendering through rio-tiler) is here, once.
 
 import bisect
 import itertools
-from collections.abc import Callable, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import attr
@@ -26,12 +29,27 @@ from lambda_handler import cache
 # Name validation lives in the (light) package module; re-exported here for the backends.
 from lambda_handler.backends import MOSAIC_NAME_RE as MOSAIC_NAME_RE
 from lambda_handler.backends import validate_mosaic_name as validate_mosaic_name
-from lambda_handler.errors import ReadOnlyBackendError
+from lambda_handler.errors import MosaicChangedError, MosaicConflictError, ReadOnlyBackendError
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.mosaic.tiling import matrix_grid, quadkey_to_tile, quadkeys, tile_quadkey
+from lambda_handler.settings import write_settings
 
 # A bbox lookup enumerating more quadkeys than this switches to prefix lookups one zoom up.
 MAX_BBOX_QUADKEYS = 1024
+
+# Called on the fresh read inside a guarded write; raises (MosaicPreconditionError) to refuse it.
+Precondition = Callable[["MosaicJSONBackend"], None]
+
+
+def _index_parameters(document: MosaicJSON) -> tuple[Any, ...]:
+    """What an addition's quadkeys depend on: an addition built for other values is rebuilt."""
+    return (
+        document.minzoom,
+        document.maxzoom,
+        document.index_zoom,
+        document.tms.id,
+        document.asset_prefix,
+    )
 
 
 def _to_mosaic(value: Any) -> MosaicJSON | None:
@@ -96,6 +114,9 @@ class MosaicJSONBackend(BaseBackend):
     _cacheable: ClassVar[bool] = True
     # Whether `mosaic_def.tiles` holds the whole index (document stores) or stays empty.
     _tiles_in_document: ClassVar[bool] = True
+    # The store's token of the copy read by `_refresh` (object ETag, GCS generation), set only
+    # during a guarded write: the final write is made conditional on it.
+    _expected_token: Any = None
 
     def __attrs_post_init__(self) -> None:
         """Load the document (metadata) unless one was given."""
@@ -163,6 +184,78 @@ class MosaicJSONBackend(BaseBackend):
         except BaseException:
             self.mosaic_def = previous
             raise
+
+    # ------------------------------------------------------------------ concurrent writers
+    # Every read-modify-write runs under `_write_guard()` (a lock of the store: SQLite's write
+    # transaction, the file store's lock file; nothing for object stores) on a fresh read
+    # (`_refresh`), and object stores make the final write conditional on the token of that
+    # read: a concurrent change is either waited for or detected (MosaicChangedError), and then
+    # the whole operation is re-read, re-merged and retried. Nothing is merged from a stale read.
+    @contextmanager
+    def _write_guard(self) -> Iterator[None]:
+        """Held around a read-modify-write; stores with a lock make other writers wait here."""
+        yield
+
+    def _read_for_write(self) -> tuple[MosaicJSON, Any]:
+        """A fresh (never cached) read and the store's token of the copy read (None for stores
+        whose write guard is a lock)."""
+        return self._read(), None
+
+    def _refresh(self) -> None:
+        document, self._expected_token = self._read_for_write()
+        self.mosaic_def = document
+        self.bounds = tuple(document.bounds)
+
+    @property
+    def revision(self) -> str:
+        """What HTTP ETags are made from: the version plus the store's revision of the copy
+        (digest of the stored bytes, write token), so every write changes it, even a replace
+        that keeps the version."""
+        stored = self.mosaic_def.store_revision
+        return f"{self.mosaic_def.version}+{stored}" if stored else self.mosaic_def.version
+
+    def _run_guarded(
+        self, action: Callable[[], None], precondition: Precondition | None, what: str
+    ) -> None:
+        """Run `action` on a fresh read under the write guard; retry (bounded, with jittered
+        backoff) when a conditional write finds the mosaic changed, then refuse with
+        MosaicConflictError. A failed precondition is never retried."""
+        attempts = write_settings().update_attempts
+        last: MosaicChangedError | None = None
+        for attempt in range(attempts):
+            try:
+                with self._write_guard():
+                    self._refresh()
+                    if precondition is not None:
+                        precondition(self)
+                    action()
+                return
+            except MosaicChangedError as err:
+                last = err
+                self._invalidate()
+                time.sleep(random.uniform(0, min(0.5, 0.005 * 2**attempt)))
+            finally:
+                self._expected_token = None
+        raise MosaicConflictError(
+            f"{what} of {self.input} refused: the mosaic was changed by concurrent writers "
+            f"during each of {attempts} attempts (nothing of this {what} was stored; retry later)"
+        ) from last
+
+    def replace(self, document: MosaicJSON, precondition: Precondition | None = None) -> None:
+        """Replace the stored mosaic (MosaicNotFoundError if there is none) by `document`, after
+        `precondition` passed on a fresh read; atomic against concurrent writers."""
+
+        def action() -> None:
+            self.mosaic_def = document
+            self.bounds = tuple(document.bounds)
+            self.write(overwrite=True)
+
+        self._run_guarded(action, precondition, "replace")
+
+    def delete_if(self, precondition: Precondition) -> None:
+        """Delete the mosaic if `precondition` passes on a fresh read; atomic against
+        concurrent writers where the store allows it (locks, conditional deletes)."""
+        self._run_guarded(self.delete, precondition, "delete")
 
     # ------------------------------------------------------------------ caching
     def _cache_get(self, key: Any, compute: Callable[[], Any], store: cache.MosaicCache) -> Any:
@@ -305,50 +398,71 @@ class MosaicJSONBackend(BaseBackend):
         features: Sequence[dict[str, Any]],
         add_first: bool = True,
         quiet: bool = True,
+        precondition: Precondition | None = None,
         **kwargs: Any,
     ) -> None:
         """Add footprints to the mosaic: merge their assets per quadkey, bump the version,
         union the bounds. An asset already listed for a quadkey is not added twice.
 
+        Concurrent updates are all applied or refused: the merge is made on a fresh read under
+        the store's write guard (and a conditional write), retried when another writer got in
+        first, and refused with MosaicConflictError after `MOSAIC_WRITE_UPDATE_ATTEMPTS`.
+        `precondition` is checked on that fresh read (HTTP If-Match).
+
         `quiet` is accepted for cogeo-mosaic's signature; the builder prints nothing."""
         # The builder (and shapely behind it) is not needed to read tiles: imported by updates.
         from lambda_handler.mosaic.builder import from_features
 
-        current = self.mosaic_def
-        addition = from_features(
-            features,
-            current.minzoom,
-            current.maxzoom,
-            quadkey_zoom=self.quadkey_zoom,
-            tilematrixset=current.tilematrixset,
-            asset_prefix=current.asset_prefix,
-            **kwargs,
-        )
-        stored = self._fetch_quadkeys(list(addition.tiles))
-        changed = {
-            qk: merge_assets(stored.get(qk, []), new_assets, add_first)
-            for qk, new_assets in addition.tiles.items()
-        }
-        bounds = bbox_union(current.bounds, addition.bounds)
-        document = current.model_copy(
-            update={
-                "bounds": bounds,
-                "center": (
-                    (bounds[0] + bounds[2]) / 2,
-                    (bounds[1] + bounds[3]) / 2,
-                    current.minzoom,
-                ),
-            },
-            deep=False,
-        )
-        document.bump_version()
-        if current.mosaicjson != addition.mosaicjson:
-            document.mosaicjson = addition.mosaicjson
-        self._persist_update(document, changed)
-        if not self._tiles_in_document:  # document stores hold the merged index already
-            self.mosaic_def = document
-        self.bounds = bounds
-        self._invalidate()
+        def build(current: MosaicJSON) -> MosaicJSON:
+            return from_features(
+                features,
+                current.minzoom,
+                current.maxzoom,
+                quadkey_zoom=current.index_zoom,
+                tilematrixset=current.tilematrixset,
+                asset_prefix=current.asset_prefix,
+                **kwargs,
+            )
+
+        # Built before the guard (no lock held while footprints are indexed); rebuilt inside
+        # only if a concurrent replace changed what the quadkeys depend on.
+        built = {_index_parameters(self.mosaic_def): build(self.mosaic_def)}
+
+        def merge_and_store() -> None:
+            current = self.mosaic_def
+            key = _index_parameters(current)
+            if key not in built:
+                built[key] = build(current)
+            addition = built[key]
+            stored = self._fetch_quadkeys(list(addition.tiles))
+            changed = {
+                qk: merge_assets(stored.get(qk, []), new_assets, add_first)
+                for qk, new_assets in addition.tiles.items()
+            }
+            bounds = bbox_union(current.bounds, addition.bounds)
+            document = current.model_copy(
+                update={
+                    "bounds": bounds,
+                    "center": (
+                        (bounds[0] + bounds[2]) / 2,
+                        (bounds[1] + bounds[3]) / 2,
+                        current.minzoom,
+                    ),
+                },
+                deep=False,
+            )
+            document.bump_version()
+            if current.mosaicjson != addition.mosaicjson:
+                document.mosaicjson = addition.mosaicjson
+            self._persist_update(document, changed)
+            if not self._tiles_in_document:  # document stores hold the merged index already
+                self.mosaic_def = document
+            self.bounds = bounds
+
+        try:
+            self._run_guarded(merge_and_store, precondition, "update")
+        finally:
+            self._invalidate()
 
     # ------------------------------------------------------------------ description
     def to_document(self) -> MosaicJSON:

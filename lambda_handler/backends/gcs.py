@@ -5,8 +5,14 @@ imported on first use, so the package (and the Lambda bundle) does not need it u
 mosaic is opened. Credentials are Google's application default credentials; without any, the
 client reads anonymously (public buckets). `STORAGE_EMULATOR_HOST` points the client at an
 emulator, as Google's library does by itself.
+
+Concurrent updates: an update reads the document and its generation, merges, and uploads with
+`ifGenerationMatch=<that generation>`; a writer that lost the race gets 412, re-reads, re-merges
+and retries (bounded, then MosaicConflictError). gcp-storage-emulator ignores preconditions, so
+the tests check the request carries it.
 """
 
+import hashlib
 import os
 import re
 import threading
@@ -21,6 +27,7 @@ from lambda_handler.errors import (
     BackendNotAvailableError,
     InvalidMosaicError,
     MosaicAuthError,
+    MosaicChangedError,
     MosaicError,
     MosaicExistsError,
     MosaicNotFoundError,
@@ -37,6 +44,10 @@ SCHEME = "gs://"
 EXTRA_HINT = "pip install lambda-mosaic-tiler[gcs]"
 # Bucket names: lowercase letters, digits, '-', '_', '.'; start and end with a letter or digit.
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha1(body, usedforsecurity=False).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -129,12 +140,23 @@ class GCSBackend(MosaicJSONBackend):
         return gcs_client().bucket(where.bucket).blob(where.key)
 
     def _read(self) -> MosaicJSON:
+        return self._read_for_write()[0]
+
+    def _read_for_write(self) -> tuple[MosaicJSON, int | None]:
+        """The document (store revision: a digest of its bytes) and its generation."""
         where = self.location
+        blob = self._blob()
+        timeout = cloud_storage_settings().timeout
         try:
-            body = self._blob().download_as_bytes(timeout=cloud_storage_settings().timeout)
+            body = blob.download_as_bytes(timeout=timeout)
+            # The download's headers carry the generation; servers that omit them are asked.
+            if blob.generation is None:
+                blob.reload(timeout=timeout)
         except Exception as err:
             raise self._translate(err, "read") from err
-        return decode_document(body, where.key)
+        generation = int(blob.generation) if blob.generation is not None else None
+        document = decode_document(body, where.key)
+        return document.with_store_revision(_digest(body)), generation
 
     def write(self, overwrite: bool = False) -> None:
         """Upload the document in one request; GCS makes it visible only once complete."""
@@ -151,21 +173,29 @@ class GCSBackend(MosaicJSONBackend):
                 raise self._translate(err, "write") from err
             if exists:
                 raise MosaicExistsError(f"mosaic already exists: {self.input} (use overwrite=True)")
+        # Create only (0: no live object), or replace only the generation a read-modify-write
+        # started from, or replace whatever is there.
+        generation = self._expected_token if overwrite else 0
         try:
             blob.upload_from_string(
                 body,
                 content_type="application/gzip" if is_gzip_name(where.key) else "application/json",
-                if_generation_match=None if overwrite else 0,
+                if_generation_match=generation,
                 timeout=cloud_storage_settings().timeout,
             )
         except Exception as err:
-            raise self._translate(err, "write") from err
-        self._invalidate()
+            raise self._translate(err, "write" if not overwrite else "replace") from err
+        finally:
+            self._invalidate()
+        self.mosaic_def.with_store_revision(_digest(body))
 
     def delete(self) -> None:
         """Delete the object."""
         try:
-            self._blob().delete(timeout=cloud_storage_settings().timeout)
+            self._blob().delete(
+                if_generation_match=self._expected_token,
+                timeout=cloud_storage_settings().timeout,
+            )
         except Exception as err:
             raise self._translate(err, "delete") from err
         finally:
@@ -177,9 +207,14 @@ class GCSBackend(MosaicJSONBackend):
         from google.auth.exceptions import GoogleAuthError
         from requests import RequestException
 
-        failed = MosaicWriteError if action in ("write", "delete") else MosaicError
+        failed = MosaicWriteError if action in ("write", "replace", "delete") else MosaicError
         if isinstance(err, api.PreconditionFailed) and action == "write":
             return MosaicExistsError(f"mosaic already exists: {self.input} (use overwrite=True)")
+        if isinstance(err, api.PreconditionFailed) and action in ("replace", "delete"):
+            return MosaicChangedError(
+                f"mosaic {self.input} changed since it was read (ifGenerationMatch refused the "
+                f"{action})"
+            )
         if isinstance(err, api.NotFound):
             return MosaicNotFoundError(self._not_found_message())
         if isinstance(err, api.Forbidden | api.Unauthorized | GoogleAuthError):

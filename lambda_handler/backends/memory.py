@@ -21,6 +21,10 @@ class MemoryBackend(MosaicJSONBackend):
     def _read(self) -> MosaicJSON:
         raise MosaicNotFoundError("the in-memory backend needs a document: pass mosaic_def")
 
+    def _read_for_write(self) -> tuple[MosaicJSON, None]:
+        # The document held is the stored copy: nothing to re-read before a write.
+        return self.mosaic_def, None
+
     def write(self, overwrite: bool = False) -> None:
         """Nothing to store: the document is already in memory."""
 

@@ -5,6 +5,11 @@ One boto3 client per process (cogeo-mosaic builds a session per open: 75-110 ms 
 S3 since 2024, moto). Support is detected once per endpoint and bucket with a probe object; where
 the header is ignored (older S3-compatible servers) the backend falls back to HEAD-then-PUT,
 which still refuses to replace an existing document but cannot stop two simultaneous creators.
+
+Concurrent updates: an update reads the document and its ETag, merges, and puts with
+`If-Match: <that ETag>` (AWS S3 conditional writes, moto); a writer that lost the race gets 412,
+re-reads, re-merges and retries (bounded, then MosaicConflictError). Conditional deletes send
+`If-Match` too. s3rver ignores `If-Match`: there concurrent updates can still overwrite each other.
 """
 
 import logging
@@ -20,6 +25,7 @@ from lambda_handler.backends.base import MosaicJSONBackend
 from lambda_handler.backends.compression import decode_document, encode_document, is_gzip_name
 from lambda_handler.errors import (
     InvalidMosaicError,
+    MosaicChangedError,
     MosaicError,
     MosaicExistsError,
     MosaicNotFoundError,
@@ -78,11 +84,18 @@ class S3Backend(MosaicJSONBackend):
         return aws.map_error(err, f"{doing} {self.input}", default=default)
 
     def _read(self) -> MosaicJSON:
+        return self._read_for_write()[0]
+
+    def _read_for_write(self) -> tuple[MosaicJSON, str | None]:
+        """The document and its ETag (also its store revision)."""
         try:
-            body = s3_client().get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
+            response = s3_client().get_object(Bucket=self.bucket, Key=self.key)
+            body = response["Body"].read()
         except (ClientError, BotoCoreError) as err:
             raise self._error(err, "reading", MosaicError) from err
-        return decode_document(body, self.input)
+        etag = response.get("ETag")
+        document = decode_document(body, self.input)
+        return document.with_store_revision(etag.strip('"') if etag else None), etag
 
     def _exists(self) -> bool:
         try:
@@ -140,7 +153,10 @@ class S3Backend(MosaicJSONBackend):
                     raise self._exists_error()
                 if self.conditional_put_supported():
                     extra["IfNoneMatch"] = "*"
-            s3_client().put_object(
+            elif self._expected_token:
+                # Replace only the copy this read-modify-write started from.
+                extra["IfMatch"] = self._expected_token
+            response = s3_client().put_object(
                 Bucket=self.bucket,
                 Key=self.key,
                 Body=body,
@@ -148,24 +164,39 @@ class S3Backend(MosaicJSONBackend):
                 **extra,
             )
         except ClientError as err:
-            if not overwrite and aws.error_code(err) in EXISTS_CODES:
-                raise self._exists_error() from err
+            if aws.error_code(err) in EXISTS_CODES:
+                if not overwrite:
+                    raise self._exists_error() from err
+                if "IfMatch" in extra:
+                    raise self._changed_error("write") from err
             raise self._error(err, "writing", MosaicWriteError) from err
         except BotoCoreError as err:
             raise self._error(err, "writing", MosaicWriteError) from err
         finally:
             self._invalidate()
+        etag = response.get("ETag")
+        self.mosaic_def.with_store_revision(etag.strip('"') if etag else None)
+
+    def _changed_error(self, doing: str) -> MosaicChangedError:
+        return MosaicChangedError(
+            f"mosaic {self.input} changed since it was read (If-Match refused the {doing})"
+        )
 
     def _exists_error(self) -> MosaicExistsError:
         return MosaicExistsError(f"mosaic already exists: {self.input} (use overwrite=True)")
 
     def delete(self) -> None:
         """Remove the object (MosaicNotFoundError if it does not exist)."""
+        extra = {"IfMatch": self._expected_token} if self._expected_token else {}
         try:
             if not self._exists():
                 raise MosaicNotFoundError(f"mosaic not found: {self.input}")
-            s3_client().delete_object(Bucket=self.bucket, Key=self.key)
-        except (ClientError, BotoCoreError) as err:
+            s3_client().delete_object(Bucket=self.bucket, Key=self.key, **extra)
+        except ClientError as err:
+            if extra and aws.error_code(err) in EXISTS_CODES:
+                raise self._changed_error("delete") from err
+            raise self._error(err, "deleting", MosaicWriteError) from err
+        except BotoCoreError as err:
             raise self._error(err, "deleting", MosaicWriteError) from err
         finally:
             self._invalidate()

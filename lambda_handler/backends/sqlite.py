@@ -2,12 +2,21 @@
 
 Layout (cogeo-mosaic's, so files stay readable by both): a `mosaicjson_metadata` table with one
 row per mosaic, one table per mosaic named after it with `quadkey TEXT, assets JSON`, and
-`PRAGMA user_version = 3`. We add an index on `quadkey` (cogeo-mosaic scans the table).
+`PRAGMA user_version = 3`. We add an index on `quadkey` (cogeo-mosaic scans the table), and a
+`store_revision` column (a fresh token per write, which cogeo-mosaic ignores) so HTTP ETags change
+with every write.
+
+Concurrent writers: every write, and every update's read-merge-write, is one `BEGIN IMMEDIATE`
+transaction; other writers wait for it (the busy timeout, `MOSAIC_WRITE_LOCK_TIMEOUT`) and are
+refused with MosaicConflictError only if it outlasts that. SQLite table names are
+case-insensitive: a mosaic whose name differs from a stored one only by case is the same table,
+so creating, replacing or deleting it is refused (MosaicExistsError) instead of overwriting.
 """
 
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,11 +28,13 @@ from lambda_handler.backends.base import MosaicJSONBackend, validate_mosaic_name
 from lambda_handler.errors import (
     InvalidMosaicError,
     InvalidMosaicNameError,
+    MosaicConflictError,
     MosaicExistsError,
     MosaicNotFoundError,
     MosaicWriteError,
 )
 from lambda_handler.mosaic.model import MosaicJSON
+from lambda_handler.settings import write_settings
 
 LAYOUT_VERSION = 3
 METADATA_TABLE = "mosaicjson_metadata"
@@ -47,6 +58,8 @@ METADATA_COLUMNS: dict[str, str] = {
     "layers": "JSON",
 }
 JSON_COLUMNS = {name for name, kind in METADATA_COLUMNS.items() if kind.startswith("JSON")}
+# Our column, not a MosaicJSON field: a new random token at every write of the mosaic.
+REVISION_COLUMN = "store_revision"
 _CHUNK = 500  # SQLite's default limit of host parameters is 999
 
 
@@ -61,7 +74,8 @@ def parse_sqlite_uri(uri: str) -> tuple[str, str]:
             f"invalid SQLite mosaic URI {uri!r}: expected sqlite:///{{file.db}}:{{mosaic}}"
         )
     validate_mosaic_name(name)
-    if name == METADATA_TABLE or name.lower().startswith("sqlite_"):
+    # Table names are case-insensitive: 'MOSAICJSON_METADATA' is the metadata table too.
+    if name.lower() == METADATA_TABLE or name.lower().startswith("sqlite_"):
         raise InvalidMosaicNameError(f"{name!r} is a reserved table name")
     return path, name
 
@@ -69,6 +83,11 @@ def parse_sqlite_uri(uri: str) -> tuple[str, str]:
 def _quote(identifier: str) -> str:
     # Names are validated (no quotes possible), quoting still guards keywords like "order".
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def _is_busy(err: sqlite3.Error) -> bool:
+    text = str(err).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 def _index_name(table: str) -> str:
@@ -93,6 +112,7 @@ class SQLiteBackend(MosaicJSONBackend):
             raise MosaicNotFoundError(f"SQLite database not found: {self.db_path}")
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
+        self._depth = 0  # nesting of _transaction: only the outermost begins and commits
         if self.mosaic_def is not None and self.mosaic_def.name != self.mosaic_name:
             self.mosaic_def = self.mosaic_def.model_copy(update={"name": self.mosaic_name})
         super().__attrs_post_init__()
@@ -103,8 +123,12 @@ class SQLiteBackend(MosaicJSONBackend):
         """The connection (opened on first use; autocommit, transactions are explicit)."""
         if self._db is None:
             try:
+                # The busy timeout: a writer waits this long for another writer's transaction.
                 self._db = sqlite3.connect(
-                    self.db_path, isolation_level=None, check_same_thread=False, timeout=30
+                    self.db_path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=write_settings().lock_timeout,
                 )
             except sqlite3.Error as err:
                 raise MosaicWriteError(
@@ -121,16 +145,69 @@ class SQLiteBackend(MosaicJSONBackend):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (`BEGIN IMMEDIATE`: the write lock is taken before anything is
+        read, so a read-modify-write inside cannot interleave with another writer's); nested
+        uses join the outer one."""
         with self._lock:
             db = self.db
-            db.execute("BEGIN IMMEDIATE")
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield db
+                finally:
+                    self._depth -= 1
+                return
+            self._locked(db, "BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             else:
-                db.execute("COMMIT")
+                try:
+                    self._locked(db, "COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            finally:
+                self._depth = 0
+
+    def _locked(self, db: sqlite3.Connection, statement: str) -> None:
+        """Run BEGIN/COMMIT; a lock still held by another writer after the busy timeout is a
+        refused concurrent write, not a broken store."""
+        try:
+            db.execute(statement)
+        except sqlite3.OperationalError as err:
+            if _is_busy(err):
+                raise MosaicConflictError(
+                    f"mosaic {self.mosaic_name!r} in {self.db_path} is being written by another "
+                    f"writer: still locked after {write_settings().lock_timeout:g} s "
+                    f"({statement.split()[0]}); nothing was written, retry later"
+                ) from err
+            raise
+
+    @contextmanager
+    def _write_guard(self) -> Iterator[None]:
+        try:
+            with self._transaction():
+                yield
+        except sqlite3.Error as err:
+            raise MosaicWriteError(f"could not write {self.input}: {err}") from err
+
+    def _refuse_collision(self, db: sqlite3.Connection) -> None:
+        """MosaicExistsError if another mosaic's table has our name up to case (SQLite would
+        treat both names as one table: writing ours would replace or drop the other)."""
+        rows = db.execute(
+            "SELECT name FROM sqlite_master WHERE name = ? COLLATE NOCASE AND name != ?",
+            (self.mosaic_name, self.mosaic_name),
+        ).fetchall()
+        if rows:
+            raise MosaicExistsError(
+                f"mosaic {self.mosaic_name!r} collides with the stored {rows[0][0]!r} in "
+                f"{self.db_path}: SQLite table names are case-insensitive, so ids differing only "
+                "by case are the same mosaic there; use another id"
+            )
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -158,10 +235,11 @@ class SQLiteBackend(MosaicJSONBackend):
         if not rows or not self._table_exists(self.db, self.mosaic_name):
             raise MosaicNotFoundError(f"mosaic {self.mosaic_name!r} not found in {self.db_path}")
         meta = {k: v for k, v in dict(rows[0]).items() if v is not None}
+        revision = meta.pop(REVISION_COLUMN, None)
         for column in JSON_COLUMNS & meta.keys():
             if isinstance(meta[column], str):
                 meta[column] = json.loads(meta[column])
-        return MosaicJSON.parse(meta, source=self.input)
+        return MosaicJSON.parse(meta, source=self.input).with_store_revision(revision)
 
     def _fetch_quadkeys(self, keys: Sequence[str]) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
@@ -213,6 +291,8 @@ class SQLiteBackend(MosaicJSONBackend):
         for name, kind in METADATA_COLUMNS.items():
             if name not in existing:
                 db.execute(f"ALTER TABLE {METADATA_TABLE} ADD COLUMN {name} {kind.split()[0]}")
+        if REVISION_COLUMN not in existing:
+            db.execute(f"ALTER TABLE {METADATA_TABLE} ADD COLUMN {REVISION_COLUMN} TEXT")
         db.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
 
     def _drop(self, db: sqlite3.Connection) -> None:
@@ -222,8 +302,10 @@ class SQLiteBackend(MosaicJSONBackend):
     def write(self, overwrite: bool = False) -> None:
         """Create (or replace) the mosaic in one transaction: all of it or nothing."""
         table = _quote(self.mosaic_name)
+        revision = uuid.uuid4().hex
         try:
             with self._transaction() as db:
+                self._refuse_collision(db)
                 exists = self._table_exists(db, self.mosaic_name)
                 if exists and not overwrite:
                     raise MosaicExistsError(
@@ -234,7 +316,7 @@ class SQLiteBackend(MosaicJSONBackend):
                 self._drop(db)
                 db.execute(f"CREATE TABLE {table} (quadkey TEXT NOT NULL, assets JSON NOT NULL)")
                 db.execute(f"CREATE INDEX {_index_name(self.mosaic_name)} ON {table} (quadkey)")
-                row = self._metadata_row(self.mosaic_def)
+                row = {**self._metadata_row(self.mosaic_def), REVISION_COLUMN: revision}
                 names = ", ".join(row)
                 marks = ", ".join(f":{k}" for k in row)
                 db.execute(f"INSERT INTO {METADATA_TABLE} ({names}) VALUES ({marks})", row)
@@ -247,10 +329,13 @@ class SQLiteBackend(MosaicJSONBackend):
         finally:
             self._invalidate()
         # Once stored, the index lives in the table: keep only the metadata in memory.
-        self.mosaic_def = self.mosaic_def.model_copy(update={"tiles": {}})
+        self.mosaic_def = self.mosaic_def.model_copy(update={"tiles": {}}).with_store_revision(
+            revision
+        )
 
     def _persist_update(self, document: MosaicJSON, changed: dict[str, list[str]]) -> None:
         table = _quote(self.mosaic_name)
+        revision = uuid.uuid4().hex
         try:
             with self._transaction() as db:
                 if not self._table_exists(db, self.mosaic_name):
@@ -258,7 +343,7 @@ class SQLiteBackend(MosaicJSONBackend):
                         f"mosaic {self.mosaic_name!r} not found in {self.db_path}"
                     )
                 self._ensure_metadata_table(db)
-                row = self._metadata_row(document)
+                row = {**self._metadata_row(document), REVISION_COLUMN: revision}
                 assignments = ", ".join(f"{k} = :{k}" for k in row if k != "name")
                 db.execute(f"UPDATE {METADATA_TABLE} SET {assignments} WHERE name = :name", row)
                 for quadkey, assets in changed.items():
@@ -279,11 +364,13 @@ class SQLiteBackend(MosaicJSONBackend):
             raise MosaicWriteError(f"could not update {self.input}: {err}") from err
         finally:
             self._invalidate()
+        document.with_store_revision(revision)
 
     def delete(self) -> None:
         """Remove the mosaic's table and metadata row."""
         try:
             with self._transaction() as db:
+                # Exact names only: a case variant of another mosaic is not found (never dropped).
                 if not self._table_exists(db, self.mosaic_name):
                     raise MosaicNotFoundError(
                         f"mosaic {self.mosaic_name!r} not found in {self.db_path}"

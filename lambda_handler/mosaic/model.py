@@ -5,13 +5,23 @@ import re
 from typing import Any
 
 import morecantile
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lambda_handler.errors import InvalidMosaicError
 
 SUPPORTED_SPEC_VERSIONS = ("0.0.1", "0.0.2", "0.0.3")
 CURRENT_SPEC_VERSION = "0.0.3"
-_VERSION_RE = re.compile(r"^\d+(\.\d+)*$")
+# Dotted numbers ('1.0.0'), bounded: a 5,000-digit part cannot even be turned into an int.
+MAX_VERSION_LENGTH = 64
+_VERSION_RE = re.compile(r"\d{1,18}(?:\.\d{1,18}){0,9}")
 
 WEB_MERCATOR_TMS = morecantile.tms.get("WebMercatorQuad")
 
@@ -52,6 +62,11 @@ class MosaicJSON(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=False)
 
+    # What the store says about the stored copy this document was read from or written to (a
+    # digest of the stored bytes, a write token): changes with every write even when the
+    # version does not (a replaced mosaic keeps '1.0.0'). Not part of the document.
+    _store_revision: str | None = PrivateAttr(default=None)
+
     @field_validator("mosaicjson")
     @classmethod
     def _check_spec_version(cls, value: str) -> str:
@@ -65,8 +80,12 @@ class MosaicJSON(BaseModel):
     @field_validator("version")
     @classmethod
     def _check_version(cls, value: str) -> str:
-        if not _VERSION_RE.match(value):
-            raise ValueError(f"invalid document version {value!r}: expected numbers like '1.0.0'")
+        if len(value) > MAX_VERSION_LENGTH or not _VERSION_RE.fullmatch(value):
+            shown = value if len(value) <= 40 else f"{value[:20]}…({len(value)} characters)"
+            raise ValueError(
+                f"invalid document version {shown!r}: expected 1 to 10 dot-separated numbers of "
+                f"at most 18 digits like '1.0.0', at most {MAX_VERSION_LENGTH} characters"
+            )
         return value
 
     @field_validator("tilematrixset", mode="before")
@@ -131,7 +150,23 @@ class MosaicJSON(BaseModel):
         """Increase the last number of the document version (1.0.0 -> 1.0.1)."""
         parts = [int(p) for p in self.version.split(".")]
         parts[-1] += 1
-        self.version = ".".join(str(p) for p in parts)
+        version = ".".join(str(p) for p in parts)
+        if not _VERSION_RE.fullmatch(version) or len(version) > MAX_VERSION_LENGTH:
+            raise InvalidMosaicError(
+                f"version {self.version!r} cannot be increased: its last number would exceed 18 "
+                "digits (replace the mosaic with a smaller version)"
+            )
+        self.version = version
+
+    @property
+    def store_revision(self) -> str | None:
+        """The stored copy's revision token (None when not read from or written to a store)."""
+        return self._store_revision
+
+    def with_store_revision(self, revision: str | None) -> "MosaicJSON":
+        """Set the stored copy's revision token; returns the document itself."""
+        self._store_revision = revision
+        return self
 
     def metadata(self) -> dict[str, Any]:
         """Every top-level field except `tiles`, JSON-ready, without nulls."""

@@ -151,10 +151,21 @@ def check_point(backend: "MosaicJSONBackend", lon: float, lat: float) -> None:
 
 
 def make_etag(uri: str, version: str, request: Request) -> str:
-    """ETag of a response: the mosaic, its version and the request (path and query)."""
+    """ETag of a response: the mosaic, its revision (`backend.revision`: changes with every
+    write) and the request (path and query)."""
     query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
+    return _etag(uri, version, request.url.path, query)
+
+
+def mosaic_etag(uri: str, version: str, path: str) -> str:
+    """The ETag `GET {path}` (the mosaic's metadata, no query) answers: what `If-Match` on
+    PATCH/PUT/DELETE of the same path is compared with."""
+    return _etag(uri, version, path, "")
+
+
+def _etag(uri: str, version: str, path: str, query: str) -> str:
     digest = hashlib.sha1(
-        f"{uri}\n{version}\n{request.url.path}\n{query}".encode(), usedforsecurity=False
+        f"{uri}\n{version}\n{path}\n{query}".encode(), usedforsecurity=False
     ).hexdigest()
     return f'"{digest[:32]}"'
 

@@ -6,7 +6,7 @@ build or parse documents, not at startup.
 
 import datetime as dt
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -18,9 +18,10 @@ from lambda_handler.backends import MosaicBackend
 from lambda_handler.errors import InvalidMosaicError
 from lambda_handler.rendering import ImageFormat
 from lambda_handler.routes import limits
-from lambda_handler.routes.common import open_backend, uri_for_id
+from lambda_handler.routes.common import mosaic_etag, open_backend, uri_for_id
 from lambda_handler.routes.dependencies import TileMatrixSetId, get_settings, get_tms
 from lambda_handler.routes.security import require_write_access
+from lambda_handler.routes.write_locks import if_match_precondition, mosaic_write_lock
 from lambda_handler.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -300,31 +301,43 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         document = build_document(body, body.id, settings)
         backend = MosaicBackend(uri, mosaic_def=document)
         try:
-            backend.write(overwrite=False)
+            with mosaic_write_lock(uri):
+                backend.write(overwrite=False)
         finally:
             backend.close()
-        return created_answer(request, body.id, document, body, 201)
+        answer = created_answer(request, body.id, document, body, 201)
+        # The ETag GET of the new mosaic (its Location) answers: usable with If-Match at once.
+        location = urlsplit(answer.headers["Location"]).path
+        answer.headers["ETag"] = mosaic_etag(uri, backend.revision, location)
+        return answer
 
     @router.put("/{mosaic_id}", dependencies=writes, summary="Replace a mosaic")
     def replace_mosaic(
         request: Request, settings: Settings, mosaic_id: str, body: MosaicSource
     ) -> JSONResponse:
-        """Replace an existing mosaic (404 if there is none) in one write."""
+        """Replace an existing mosaic (404 if there is none) in one write; with `If-Match`,
+        only if the mosaic still has that ETag (412 otherwise)."""
         uri = uri_for_id(mosaic_id, settings)
         with open_backend(uri):
-            pass  # 404 when missing: PUT replaces, POST creates
+            pass  # 404 when missing (before building): PUT replaces, POST creates
         document = build_document(body, mosaic_id, settings)
-        backend = MosaicBackend(uri, mosaic_def=document)
-        try:
-            backend.write(overwrite=True)
-        finally:
-            backend.close()
-        return created_answer(request, mosaic_id, document, body, 200)
+        precondition = if_match_precondition(request, uri)
+        with mosaic_write_lock(uri), open_backend(uri) as backend:
+            backend.replace(document, precondition=precondition)
+            etag = mosaic_etag(uri, backend.revision, request.url.path)
+        answer = created_answer(request, mosaic_id, document, body, 200)
+        answer.headers["ETag"] = etag
+        return answer
 
     @router.patch("/{mosaic_id}", dependencies=writes, summary="Add datasets to a mosaic")
-    def update_mosaic(settings: Settings, mosaic_id: str, body: MosaicAddition) -> JSONResponse:
-        """Add datasets (COG URLs or footprint features); bumps the mosaic version."""
+    def update_mosaic(
+        request: Request, settings: Settings, mosaic_id: str, body: MosaicAddition
+    ) -> JSONResponse:
+        """Add datasets (COG URLs or footprint features); bumps the mosaic version. Concurrent
+        additions are all applied (409 only for a writer refused after the store's retries);
+        with `If-Match`, only if the mosaic still has that ETag (412 otherwise)."""
         uri = uri_for_id(mosaic_id, settings)
+        precondition = if_match_precondition(request, uri)
         limits.check_addition(body, settings)
         with open_backend(uri) as backend:
             if body.urls is not None:
@@ -338,16 +351,23 @@ def mosaics_router() -> APIRouter:  # noqa: C901
                         raise InvalidMosaicError(
                             f"feature #{index} has no 'properties.path' naming its asset"
                         )
-            backend.update(features, add_first=body.add_first)
+            # Footprints are read above, outside the lock; the merge happens on a fresh read.
+            with mosaic_write_lock(uri):
+                backend.update(features, add_first=body.add_first, precondition=precondition)
             content = backend.mosaic_def.metadata()
-        return JSONResponse(content, headers=NO_STORE)
+            etag = mosaic_etag(uri, backend.revision, request.url.path)
+        return JSONResponse(content, headers={**NO_STORE, "ETag": etag})
 
     @router.delete("/{mosaic_id}", status_code=204, dependencies=writes, summary="Delete")
-    def delete_mosaic(settings: Settings, mosaic_id: str) -> Response:
-        """Delete a mosaic."""
+    def delete_mosaic(request: Request, settings: Settings, mosaic_id: str) -> Response:
+        """Delete a mosaic; with `If-Match`, only if it still has that ETag (412 otherwise)."""
         uri = uri_for_id(mosaic_id, settings)
-        with open_backend(uri) as backend:
-            backend.delete()
+        precondition = if_match_precondition(request, uri)
+        with mosaic_write_lock(uri), open_backend(uri) as backend:
+            if precondition is None:
+                backend.delete()
+            else:
+                backend.delete_if(precondition)
         return Response(status_code=204, headers=NO_STORE)
 
     return router
