@@ -2,14 +2,16 @@
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
-from lambda_handler.errors import MosaicError
+from lambda_handler.errors import MosaicError, MosaicExistsError
 
 app = typer.Typer(
     name="mosaic-tiler",
@@ -24,8 +26,30 @@ stderr = Console(stderr=True)
 class CliError(Exception):
     """A user error worth one line and exit code 1."""
 
+    exit_code = 1
+
+
+class CliInterrupted(CliError):
+    """Ctrl-C, reported in one line with the shell's code for SIGINT."""
+
+    exit_code = 130
+
 
 # ---------------------------------------------------------------------------- helpers
+def say(message: str, style: str | None = None) -> None:
+    """Print one message on stderr exactly as written.
+
+    Messages carry paths, URIs and install commands such as `pip install "pkg[gcs]"`: rich
+    markup would eat the brackets (or fail on `[/b]`), so the text never goes through it.
+    """
+    stderr.print(Text(message, style=style or ""), highlight=False, soft_wrap=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each (the default format adds the source file and line)."""
+    say(f"warning: {message}", style="yellow")
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -34,6 +58,8 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=stderr,
         transient=True,
+        # Not on a terminal (a pipe, a log): no bar, and no stray blank line when it ends.
+        disable=not stderr.is_terminal,
     )
 
 
@@ -138,8 +164,12 @@ def _emit(text: str, output: Path | None) -> None:
 def _write(document, uri: str, overwrite: bool) -> None:
     from lambda_handler.backends import MosaicBackend
 
-    with MosaicBackend(uri, mosaic_def=document) as backend:
-        backend.write(overwrite=overwrite)
+    try:
+        with MosaicBackend(uri, mosaic_def=document) as backend:
+            backend.write(overwrite=overwrite)
+    except MosaicExistsError as err:
+        # The library's message names its keyword argument; the CLI user needs the flag.
+        raise CliError(f"{uri} already exists: add --overwrite to replace it") from err
 
 
 # ---------------------------------------------------------------------------- options
@@ -228,7 +258,7 @@ def create(
     )
     if output:
         _write(document, output, overwrite)
-        stderr.print(f"wrote {len(document.tiles)} quadkeys to {output}")
+        say(f"wrote {len(document.tiles)} quadkeys to {output}")
     else:
         typer.echo(document.to_json())
 
@@ -250,7 +280,7 @@ def upload(
         raise CliError(f"cannot read {document}: {err.strerror or err}") from err
     mosaic = decode_document(body, str(document))
     _write(mosaic, uri, overwrite)
-    stderr.print(f"wrote {len(mosaic.tiles)} quadkeys to {uri}")
+    say(f"wrote {len(mosaic.tiles)} quadkeys to {uri}")
 
 
 @app.command()
@@ -307,7 +337,7 @@ def update(
         features = _read_footprints(_urls(urls, urls_file), threads, skip_errors)
     with MosaicBackend(uri) as backend:
         backend.update(features, add_first=not add_last, **options)
-        stderr.print(f"updated {uri}: version {backend.mosaic_def.version}")
+        say(f"updated {uri}: version {backend.mosaic_def.version}")
 
 
 @app.command()
@@ -350,7 +380,7 @@ def delete(
         raise typer.Exit(1)
     with MosaicBackend(uri) as backend:
         backend.delete()
-    stderr.print(f"deleted {uri}")
+    say(f"deleted {uri}")
 
 
 @app.command("to-geojson")
@@ -385,9 +415,13 @@ def serve(
     ] = None,
 ) -> None:
     """Run the tiler API locally (uvicorn)."""
+    from lambda_handler.server import PortUnavailableError
     from lambda_handler.server import serve as run
 
-    run(host=host, port=port, store=store)
+    try:
+        run(host=host, port=port, store=store)
+    except PortUnavailableError as err:
+        raise CliError(str(err)) from None
 
 
 @app.command()
@@ -395,11 +429,19 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workdir: Annotated[Path, typer.Option(help="Where the demo COGs and store go.")] = Path("demo"),
+    cogs: Annotated[
+        list[Path] | None,
+        typer.Option("--cogs", help="Serve these COGs instead of generated ones (repeat)."),
+    ] = None,
 ) -> None:
     """Create a demo mosaic and serve it with its map page."""
+    from lambda_handler.server import PortUnavailableError
     from lambda_handler.server import demo as run
 
-    run(host=host, port=port, workdir=workdir)
+    try:
+        run(host=host, port=port, workdir=workdir, cogs=[str(c) for c in cogs or []])
+    except (PortUnavailableError, FileNotFoundError) as err:
+        raise CliError(str(err)) from None
 
 
 @app.command()
@@ -492,53 +534,65 @@ def export(
         from lambda_handler.export.sigv4 import signer_for
 
         sign = signer_for(endpoint)
-    report = export_mosaic(
-        output,
-        zoom,
-        bbox=area_bbox,
-        geojson=area_geojson,
-        uri=uri,
-        endpoint=endpoint,
-        mosaic_id=mosaic_id,
-        tile_scale=tile_scale,
-        options=options,
-        concurrency=concurrency,
-        sign=sign,
-        progress=RichProgress(),
-        cog_profile=cog_profile,
-        keep_tiles=keep_tiles,
-        max_attempts=max_attempts,
-        allow_partial=allow_partial,
-    )
-    stderr.print(
+    try:
+        report = export_mosaic(
+            output,
+            zoom,
+            bbox=area_bbox,
+            geojson=area_geojson,
+            uri=uri,
+            endpoint=endpoint,
+            mosaic_id=mosaic_id,
+            tile_scale=tile_scale,
+            options=options,
+            concurrency=concurrency,
+            sign=sign,
+            progress=RichProgress(),
+            cog_profile=cog_profile,
+            keep_tiles=keep_tiles,
+            max_attempts=max_attempts,
+            allow_partial=allow_partial,
+        )
+    except KeyboardInterrupt:
+        raise CliInterrupted(
+            f"interrupted: finished tiles are kept in {output}.tiles/; "
+            "run the same command again to render only the missing ones"
+        ) from None
+    say(
         f"{report.tiles} tiles: {report.rendered} rendered ({report.empty} empty), "
         f"{report.reused} kept from an earlier run, {len(report.failed)} failed; "
         f"{report.tiles_per_second:.1f} tiles/s"
     )
     if report.failed:
         for (x, y), reason in sorted(report.failed.items())[:20]:
-            stderr.print(f"  failed {zoom}/{x}/{y}: {reason}", highlight=False)
+            say(f"  failed {zoom}/{x}/{y}: {reason}")
         raise CliError(
             f"{len(report.failed)} tile(s) failed for good; finished tiles are kept in "
             f"{output}.tiles/: run the same command again to retry only those"
         )
-    stderr.print(f"wrote {output}")
+    say(f"wrote {output}")
+
+
+def _error(message: str) -> None:
+    stderr.print(Text("Error: ", style="red") + Text(message), highlight=False, soft_wrap=True)
 
 
 def main() -> None:
     """Entry point: one clear line and a non-zero exit code on errors, never a traceback."""
+    warnings.showwarning = _show_warning
     try:
         app()
+    except CliInterrupted as err:
+        say(str(err))
+        sys.exit(err.exit_code)
     except (MosaicError, CliError) as err:
-        stderr.print(f"[red]Error:[/red] {err}", highlight=False, soft_wrap=True)
+        _error(str(err))
         sys.exit(1)
     except KeyboardInterrupt:
-        stderr.print("interrupted")
+        say("interrupted")
         sys.exit(130)
     except Exception as err:  # anything else: still one line and a non-zero exit code
-        stderr.print(
-            f"[red]Error:[/red] {type(err).__name__}: {err}", highlight=False, soft_wrap=True
-        )
+        _error(f"{type(err).__name__}: {err}")
         sys.exit(1)
 
 

@@ -124,3 +124,159 @@ def test_malformed_document_upload(tmp_path):
     )
     assert_clean_error(run("upload", str(bad), str(tmp_path / "out.json")), "invalid quadkey")
     assert not (tmp_path / "out.json").exists()
+
+
+# ---------------------------------------------------------------------------- literal messages
+def run_without(module: str, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in a process where `module` cannot be imported (an extra not installed)."""
+    code = (
+        "import sys\n"
+        f"sys.modules[{module!r}] = None\n"
+        "from lambda_handler.cli import main\n"
+        f"sys.argv = ['mosaic-tiler', *{list(args)!r}]\n"
+        "main()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.parametrize("name", ["data[/b].json", "x[gcs].json", "[red]y[/red].json", "z].json"])
+def test_error_messages_are_printed_literally(name, tmp_path):
+    result = run("info", str(tmp_path / name))
+    assert_clean_error(result, f"mosaic file not found: {tmp_path / name}")
+    assert "MarkupError" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("module", "uri", "command"),
+    [
+        ("google.cloud.storage", "gs://bucket/x.json", "lambda-mosaic-tiler[gcs]"),
+        ("azure.storage.blob", "az://account.blob.core.windows.net/mosaics/x.json", "[azure]"),
+    ],
+)
+def test_install_hints_keep_their_brackets(module, uri, command):
+    result = run_without(module, "info", uri)
+    assert_clean_error(result, command)
+
+
+def test_success_messages_are_printed_literally(sample_cogs, tmp_path):
+    target = tmp_path / "out[/x][b].json"  # a folder "out[" holding "x][b].json"
+    target.parent.mkdir()
+    result = run("create", sample_cogs[0], "--output", str(target))
+    assert result.returncode == 0, result.stderr
+    assert f"to {target}" in result.stderr
+    assert target.is_file()
+
+
+def test_existing_mosaic_names_the_overwrite_flag(sample_cogs, tmp_path):
+    target = tmp_path / "mosaic.json"
+    assert run("create", sample_cogs[0], "--output", str(target)).returncode == 0
+    again = run("create", sample_cogs[1], "--output", str(target))
+    assert_clean_error(again, "already exists", "--overwrite")
+    assert "overwrite=True" not in again.stderr
+    replaced = run("create", sample_cogs[1], "--output", str(target), "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert json.loads(target.read_text())["tiles"]
+
+
+def test_skip_errors_reports_each_skipped_dataset_once(sample_cogs, tmp_path):
+    broken = tmp_path / "broken.tif"
+    broken.write_text("not a GeoTIFF")
+    missing = tmp_path / "missing.tif"
+    result = run("create", sample_cogs[0], str(broken), str(missing), "--skip-errors")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["tiles"]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert sum(str(broken) in line for line in lines) == 1
+    assert sum(str(missing) in line for line in lines) == 1
+    assert all(line.startswith("warning: skipped unreadable dataset") for line in lines)
+    assert "UserWarning" not in result.stderr and "builder.py" not in result.stderr
+
+
+# ---------------------------------------------------------------------------- export
+@pytest.fixture(scope="module")
+def export_mosaic_uri(sample_cogs, tmp_path_factory) -> str:
+    """The sample scenes as a mosaic with zooms 8-13 (many tiles to render at zoom 13)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('export') / 'store.db'}:scenes"
+    created = run("create", *sample_cogs, "--minzoom", "8", "--maxzoom", "13", "-o", uri)
+    assert created.returncode == 0, created.stderr
+    return uri
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("missing directory", "output directory does not exist"),
+        ("directory", "output is a directory"),
+        ("profile", "unknown COG profile"),
+        ("rio-cogeo", "exports need rio-cogeo"),
+    ],
+)
+def test_export_checks_before_rendering(case, fragment, export_mosaic_uri, tmp_path):
+    output = tmp_path / "out.tif"
+    extra: list[str] = []
+    if case == "missing directory":
+        output = tmp_path / "no" / "such" / "out.tif"
+    elif case == "directory":
+        output = tmp_path / "a-folder"
+        output.mkdir()
+    elif case == "profile":
+        extra = ["--cog-profile", "no-such-profile"]
+    args = ["export", str(output), "--uri", export_mosaic_uri, "--zoom", "9"]
+    args += ["--bbox", "-78.6,45.0,-78.2,45.4", *extra]
+    result = run_without("rio_cogeo", *args) if case == "rio-cogeo" else run(*args)
+    assert_clean_error(result, fragment)
+    # nothing was rendered: no tile store next to the output
+    assert not list(tmp_path.rglob("*.tiles"))
+
+
+def test_export_ctrl_c_prints_one_line_and_keeps_tiles(export_mosaic_uri, tmp_path):
+    """Ctrl-C reaches the whole process group, as from a terminal; then run it again."""
+    import os
+    import signal
+    import time
+
+    output = tmp_path / "area.tif"
+    args = [sys.executable, "-m", "lambda_handler.cli", "export", str(output)]
+    args += ["--uri", export_mosaic_uri, "--zoom", "13", "--bbox", "-78.5,45.0,-78.2,45.3"]
+    args += ["--concurrency", "2"]
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # as in a terminal: a test runner started in the background may pass SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    tiles = tmp_path / "area.tif.tiles"
+
+    def finished() -> int:
+        return len(list(tiles.glob("13-*-*.*"))) if tiles.is_dir() else 0
+
+    try:
+        deadline = time.monotonic() + 120
+        while finished() < 5:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no tile was finished in 120 s"
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr + stdout and "KeyboardInterrupt" not in stderr
+    messages = [line for line in stderr.splitlines() if "interrupted" in line]
+    assert len(messages) == 1 and f"{output}.tiles/" in messages[0], stderr
+    kept = finished()
+    assert kept >= 5 and not output.exists()
+
+    resumed = run(*args[3:])
+    assert resumed.returncode == 0, resumed.stderr
+    reused = int(resumed.stderr.split(" kept from an earlier run")[0].split()[-1])
+    assert reused >= kept, resumed.stderr
+    assert output.is_file()

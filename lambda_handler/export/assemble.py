@@ -73,6 +73,29 @@ def write_mosaic_tiff(plan: ExportPlan, store: TileStore, path: Path) -> None:
                     dst.write_mask(empty_mask, window=Window(col, row, size, size))
 
 
+def check_output(output: Path, profile: str = "deflate") -> None:
+    """Fail before any tile is rendered if the COG could not be written at the end: rio-cogeo
+    missing, an unknown profile, or an output path that is a folder or not writable."""
+    try:
+        from rio_cogeo.profiles import cog_profiles
+    except ImportError as err:
+        raise ExportError(
+            "exports need rio-cogeo: pip install 'lambda-mosaic-tiler[export]'"
+        ) from err
+    if profile not in cog_profiles:
+        raise ExportError(
+            f"unknown COG profile {profile!r}: one of {', '.join(sorted(cog_profiles))}"
+        )
+    if output.is_dir():
+        raise ExportError(f"output is a directory, not a file name: {output}")
+    if not output.parent.is_dir():
+        raise ExportError(f"output directory does not exist: {output.parent}")
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise ExportError(f"output directory is not writable: {output.parent}")
+    if output.exists() and not os.access(output, os.W_OK):
+        raise ExportError(f"output file is not writable: {output}")
+
+
 def to_cog(source: Path, output: Path, profile: str = "deflate") -> None:
     """Translate a GeoTIFF into a Cloud-Optimized GeoTIFF with overviews (rio-cogeo)."""
     try:

@@ -38,7 +38,13 @@ _worker_backend: Any = None
 
 def _init_worker(uri: str) -> None:
     global _worker_backend  # one backend per worker process, opened once (explicit cache)
+    import signal
+
     from lambda_handler.backends import MosaicBackend
+
+    # Ctrl-C reaches the whole process group: the parent stops the export and reports it once;
+    # workers finish their tile instead of each printing a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     _worker_backend = MosaicBackend(uri)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lambda_handler.export.assemble import assemble
+from lambda_handler.export.assemble import assemble, check_output
 from lambda_handler.export.options import TileOptions
 from lambda_handler.export.plan import ExportError, ExportPlan, plan_export
 from lambda_handler.export.renderers import EndpointRenderer, LocalRenderer
@@ -137,8 +137,7 @@ def export_mosaic(
         options={**options.as_dict(), **source},
     )
     output = Path(output)
-    if not output.parent.exists():
-        raise ExportError(f"output directory does not exist: {output.parent}")
+    check_output(output, cog_profile)
     if uri is not None:
         renderer: LocalRenderer | EndpointRenderer = LocalRenderer(
             uri=uri, options=options, workers=concurrency or os.cpu_count() or 1

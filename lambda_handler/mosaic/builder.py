@@ -1,7 +1,6 @@
 """Build MosaicJSON documents from footprints (vectorized) or from dataset URLs."""
 
 import json
-import logging
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -18,8 +17,6 @@ from lambda_handler.errors import (
 )
 from lambda_handler.mosaic.model import CURRENT_SPEC_VERSION, WEB_MERCATOR_TMS, MosaicJSON
 from lambda_handler.mosaic.tiling import matrix_grid, quadkeys, transformers
-
-logger = logging.getLogger(__name__)
 
 Feature = dict[str, Any]
 Accessor = Callable[[Feature], str]
@@ -362,8 +359,10 @@ def get_footprints(
     if failures:
         if not skip_errors:
             raise FootprintReadError(failures)
+        # One warning per dataset (not also a log record: a CLI would show it twice); GDAL's
+        # reasons often start with the path again.
         for url, reason in failures.items():
-            logger.warning("skipping unreadable dataset %s: %s", url, reason)
+            reason = reason.removeprefix(f"{url}: ").removeprefix(f"'{url}' ")
             warnings.warn(f"skipped unreadable dataset {url}: {reason}", stacklevel=2)
     return [results[i] for i in sorted(results)]
 
