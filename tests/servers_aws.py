@@ -353,6 +353,9 @@ class Reply:
 
 
 DROP = object()  # a policy result: close the connection without answering
+# A policy result: forward the request (the server applies it), then close the connection
+# without answering: the client cannot know whether its request happened.
+DROP_AFTER = object()
 
 Policy = Callable[[int, ProxiedRequest], "Reply | object | None"]
 
@@ -361,7 +364,9 @@ class FaultProxy:
     """A real HTTP proxy on 127.0.0.1 in front of `upstream`.
 
     For each request, `policy(index, request)` returns None (forward it), a `Reply` (answer that
-    instead) or `DROP` (close the connection). Every request is recorded in `requests`.
+    instead), `DROP` (close the connection) or `DROP_AFTER` (forward it, then close the connection
+    instead of answering). Every request is recorded in `requests`. A policy may sleep to slow a
+    request down (each connection has its own thread).
     """
 
     def __init__(self, upstream: str, policy: Policy):
@@ -407,6 +412,12 @@ class FaultProxy:
                     upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
                     answer = upstream.getresponse()
                     payload = answer.read()
+                    if decision is DROP_AFTER:
+                        with proxy._lock:
+                            proxy.injected += 1
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
                     headers = {
                         k: v
                         for k, v in answer.getheaders()

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -15,8 +16,8 @@ from lambda_handler import cache
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.backends.dynamodb import (
     LOCK_SUFFIX,
-    SLOT_LIMIT,
     OVERVIEW_SUFFIX,
+    SLOT_LIMIT,
     DynamoDBBackend,
     _dynamodb_client,
     _Lease,
@@ -25,6 +26,7 @@ from lambda_handler.backends.dynamodb import (
 from lambda_handler.errors import (
     InvalidMosaicError,
     InvalidMosaicNameError,
+    MosaicConflictError,
     MosaicExistsError,
     MosaicNotFoundError,
     MosaicWriteError,
@@ -32,7 +34,7 @@ from lambda_handler.errors import (
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.mosaic.tiling import quadkey_to_tile, tile_quadkey
 from lambda_handler.settings import aws_settings
-from tests.servers_aws import DROP, REGION, Reply, unique_name
+from tests.servers_aws import DROP, DROP_AFTER, REGION, Reply, unique_name
 
 
 # ---------------------------------------------------------------------- helpers
@@ -870,3 +872,420 @@ def test_write_lock_blocks_a_second_writer(table, dynamodb_env):
     assert len(read_tiles(uri)) == 9
     write(fresh, document(block(0, 0, 3, 8)))
     assert len(read_tiles(fresh)) == 9
+
+
+# ---------------------------------------------------------------------- never a mixed mosaic
+# The versions written by the tests below: every quadkey changes, some disappear, some appear.
+OLD = block(0, 0, 24, 8, "old")
+NEW = block(4, 4, 24, 8, "new")
+
+
+def sample_tiles() -> list[tuple[int, int, int]]:
+    """Tiles over both versions at every zoom the mosaic serves below and at its quadkey zoom
+    (overview items at 2-5, the Query at 6-7, one item at 8)."""
+    tiles = []
+    for zoom in range(2, 9):
+        side = 28 >> (8 - zoom)
+        step = max(1, side // 3)
+        tiles += [(x, y, zoom) for x in range(0, side + 1, step) for y in range(0, side + 1, step)]
+    return tiles
+
+
+def expected_assets(tiles: dict[str, list[str]], x: int, y: int, z: int) -> list[str]:
+    """What a tile reads in one version (computed from the document)."""
+    if z >= 8:
+        return list(tiles.get(tile_quadkey(x >> (z - 8), y >> (z - 8), 8), []))
+    return query_path(tiles, tile_quadkey(x, y, z))
+
+
+class MixChecker:
+    """Reads tiles and a bbox from a thread, over and over, while a writer works elsewhere:
+    through fresh opens (no cache) and through one backend opened before the write (cached
+    metadata that goes stale). Records every answer that is neither entirely `old` nor
+    entirely `new`."""
+
+    def __init__(self, uri: str, old: dict[str, list[str]], new: dict[str, list[str]]):
+        self.uri = uri
+        self.old, self.new = old, new
+        self.expected = {
+            tile: (expected_assets(old, *tile), expected_assets(new, *tile))
+            for tile in sample_tiles()
+        }
+        self.reads = 0
+        self.mixed: list[tuple] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._long_lived = MosaicBackend(uri)
+
+    def _check(self, backend: DynamoDBBackend, tile: tuple[int, int, int]) -> None:
+        assets = backend.get_assets(*tile)
+        self.reads += 1
+        if assets not in self.expected[tile]:
+            self.mixed.append((tile, assets))
+
+    def _check_bbox(self, backend: DynamoDBBackend) -> None:
+        # the 256 quadkeys of tile (1, 1, 4): three BatchGetItem requests
+        west, south, east, north = backend.mosaic_tms.bounds(1, 1, 4)
+        inset = 1e-6
+        assets = backend.assets_for_bbox(west + inset, south + inset, east - inset, north - inset)
+        self.reads += 1
+        if assets not in self.expected[(1, 1, 4)] and sorted(assets) not in [
+            sorted(e) for e in self.expected[(1, 1, 4)]
+        ]:
+            self.mixed.append(("bbox", assets))
+
+    def _run(self) -> None:
+        tiles = list(self.expected)
+        rng = random.Random(0)
+        while not self._stop.is_set():
+            try:
+                cache.clear_all()
+                fresh = MosaicBackend(self.uri)
+                for tile in rng.sample(tiles, 6):
+                    self._check(fresh, tile)
+                self._check_bbox(fresh)
+                # the backend opened before the write resolves with its old generation
+                for tile in rng.sample([t for t in tiles if t[2] < 8], 6):
+                    self._check(self._long_lived, tile)
+            except Exception as err:  # noqa: BLE001 - recorded and asserted on
+                self.errors.append(f"{type(err).__name__}: {err}")
+                time.sleep(0.05)
+
+    def __enter__(self) -> "MixChecker":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def sweep(self) -> None:
+        """Read every zoom-6 and zoom-7 tile of the area once (fresh and long-lived backend)."""
+        cache.clear_all()
+        fresh = MosaicBackend(self.uri)
+        for zoom in (6, 7):
+            side = 28 >> (8 - zoom)
+            for x in range(side + 1):
+                for y in range(side + 1):
+                    tile = (x, y, zoom)
+                    self.expected.setdefault(
+                        tile,
+                        (expected_assets(self.old, *tile), expected_assets(self.new, *tile)),
+                    )
+                    self._check(fresh, tile)
+                    self._check(self._long_lived, tile)
+
+    def assert_never_mixed(self) -> None:
+        """At least some reads happened, none failed, none mixed."""
+        assert not self.errors, self.errors[:3]
+        assert not self.mixed, self.mixed[:3]
+        assert self.reads >= 10, self.reads
+
+
+def run_worker(*args: str, env: dict[str, str], timeout: float = 300) -> tuple[int, str, str]:
+    """Run `python -m tests.dynamodb_workers ARGS` with the current environment plus `env`."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.dynamodb_workers", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def start_worker(*args: str, env: dict[str, str]):
+    """Start `python -m tests.dynamodb_workers ARGS` (to be killed)."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.dynamodb_workers", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
+
+
+def worker_env(endpoint: str, **settings) -> dict[str, str]:
+    """A writer process's environment: its DynamoDB endpoint, a short lease, few retries."""
+    env = {
+        "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
+        "MOSAIC_AWS_WRITE_LOCK_SECONDS": "2",
+        "MOSAIC_AWS_MAX_ATTEMPTS": "2",
+        "MOSAIC_AWS_WRITE_THREADS": "2",
+    }
+    env.update({f"MOSAIC_AWS_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
+def document_file(tmp_path, tiles: dict[str, list[str]], name: str) -> str:
+    path = tmp_path / f"{name}.json"
+    path.write_text(document(tiles, name=name).to_json())
+    return str(path)
+
+
+def write_when_free(uri: str, doc: MosaicJSON, overwrite: bool = True) -> float:
+    """Write as soon as the writer lock allows; returns the seconds waited (fails after 60)."""
+    started = time.monotonic()
+    while True:
+        try:
+            write(uri, doc, overwrite=overwrite)
+            return time.monotonic() - started
+        except MosaicConflictError:
+            assert time.monotonic() - started < 60, "still locked after 60 s"
+            time.sleep(0.2)
+
+
+def staged_items(server, table: str, mosaic: str) -> list[dict]:
+    return [i for i in raw_items(server, table, mosaic).values() if "next_gen" in i]
+
+
+def assert_layout_readable(server, table: str, mosaic: str, *versions: dict) -> None:
+    """What cogeo-mosaic reads (`item.get('assets', [])` per quadkey) is a list of strings on
+    every item, each some version's value of that quadkey (it may lag, it never breaks)."""
+    for quadkey, item in raw_items(server, table, mosaic).items():
+        if quadkey == "-1":
+            continue
+        assets = [a["S"] for a in item.get("assets", {"L": []})["L"]]
+        assert assets in [v.get(quadkey, []) for v in versions], quadkey
+
+
+def test_dropped_connections_mid_overwrite_never_mix(
+    table, dynamodb_env, fault_proxy, tmp_path, aws_tuning
+):
+    """The stand-in drops every connection from the middle of an overwrite's staging until
+    after its cleanup failed: readers (fresh and cached) only ever see the old version, whole;
+    the metadata matches the tiles; the next write waits only for the short lease."""
+    aws_tuning(write_lock_seconds=2)
+    uri = f"dynamodb:///{table}:dropped"
+    write(uri, document(OLD, name="old"))
+    broken = threading.Event()
+    batches = Counter()
+
+    def policy(index, request):
+        if request.operation == "BatchWriteItem":
+            batches["n"] += 1
+            if batches["n"] > 8:
+                broken.set()
+        return DROP if broken.is_set() else None
+
+    proxy = fault_proxy(dynamodb_env.endpoint, policy)
+    with MixChecker(uri, OLD, NEW) as checker:
+        code, _, stderr = run_worker(
+            "write",
+            uri,
+            document_file(tmp_path, NEW, "new"),
+            "--overwrite",
+            env=worker_env(proxy.endpoint),
+        )
+        time.sleep(1.0)  # and reads go on after the writer is gone
+    assert code == 3, stderr
+    assert "cleaning up the staged items failed" in stderr  # the rollback failed too
+    checker.assert_never_mixed()
+    assert staged_items(dynamodb_env, table, "dropped")  # the write got halfway
+    assert read_tiles(uri) == OLD
+    with MosaicBackend(uri) as backend:
+        assert backend.mosaic_def.name == "old"
+    assert_layout_readable(dynamodb_env, table, "dropped", OLD)
+    waited = write_when_free(uri, document(NEW, name="new"))
+    assert waited < 10
+    assert read_tiles(uri) == NEW
+    assert stored_overviews(dynamodb_env, table, "dropped") == expected_overviews(NEW, 8)
+    assert not staged_items(dynamodb_env, table, "dropped")
+
+
+def test_dropped_connections_after_the_commit(
+    table, dynamodb_env, fault_proxy, tmp_path, aws_tuning
+):
+    """Connections drop right after the commit, while items are promoted: readers see the new
+    version whole from the commit on; the write reports success (it is committed); the
+    unfinished promotion is completed by the next update, without a person."""
+    aws_tuning(write_lock_seconds=2)
+    uri = f"dynamodb:///{table}:promote"
+    write(uri, document(OLD, name="old"))
+    committed = threading.Event()
+
+    def policy(index, request):
+        if committed.is_set():
+            return DROP
+        if request.operation == "PutItem" and b'"_generation"' in request.body:
+            committed.set()  # forwarded: this is the commit
+        return None
+
+    proxy = fault_proxy(dynamodb_env.endpoint, policy)
+    with MixChecker(uri, OLD, NEW) as checker:
+        code, _, stderr = run_worker(
+            "write",
+            uri,
+            document_file(tmp_path, NEW, "new"),
+            "--overwrite",
+            env=worker_env(proxy.endpoint),
+        )
+        time.sleep(1.0)  # and reads go on after the writer is gone
+    assert code == 0, stderr
+    checker.assert_never_mixed()
+    meta = raw_items(dynamodb_env, table, "promote")["-1"]
+    assert meta["_pending"] == {"BOOL": True} and meta["name"] == {"S": "new"}
+    assert staged_items(dynamodb_env, table, "promote")
+    assert read_tiles(uri) == NEW
+    assert_layout_readable(dynamodb_env, table, "promote", OLD, NEW)  # cogeo-mosaic lags
+    # the next writer finishes the promotion first
+    time.sleep(2.1)
+    key = tile_quadkey(10, 10, 8)
+    feature = inside_feature(uri, 10, 10, 8, "s3://b/added.tif")
+    with MosaicBackend(uri) as backend:
+        backend.update([feature])
+    expected = {**NEW, key: ["s3://b/added.tif", *NEW[key]]}
+    assert read_tiles(uri) == expected
+    items = raw_items(dynamodb_env, table, "promote")
+    assert "_pending" not in items["-1"]
+    assert_layout_readable(dynamodb_env, table, "promote", expected)
+    assert not [i for i in items.values() if "next_gen" in i and i["quadkey"]["S"] != key]
+
+
+def test_commit_answer_lost(table, dynamodb_env, fault_proxy, tmp_path):
+    """The commit reaches the server but its answer is lost: the writer reads the metadata
+    back, finds its generation and completes the write."""
+    uri = f"dynamodb:///{table}:lost"
+    write(uri, document(OLD, name="old"))
+
+    def policy(index, request):
+        if request.operation == "PutItem" and b'"_generation"' in request.body:
+            return DROP_AFTER
+        return None
+
+    proxy = fault_proxy(dynamodb_env.endpoint, policy)
+    code, _, stderr = run_worker(
+        "write",
+        uri,
+        document_file(tmp_path, NEW, "new"),
+        "--overwrite",
+        env=worker_env(proxy.endpoint, max_attempts=1),
+    )
+    assert code == 0, stderr
+    assert proxy.injected >= 1
+    assert read_tiles(uri) == NEW
+    assert "_pending" not in raw_items(dynamodb_env, table, "lost")["-1"]
+
+
+@pytest.mark.parametrize("phase", ["staging", "promoting"])
+def test_sigkilled_writer(table, dynamodb_env, fault_proxy, tmp_path, aws_tuning, phase):
+    """A writer process is SIGKILLed while it stages (or promotes) an overwrite: readers see
+    one version whole throughout (the old one, or the new one from the commit on); its lease
+    blocks the next write only until its short expiry; the next write completes the work."""
+    import signal
+
+    aws_tuning(write_lock_seconds=2)
+    uri = f"dynamodb:///{table}:killed"
+    write(uri, document(OLD, name="old"))
+
+    def slow(index, request):  # a slow network: room to kill the writer mid-way
+        if request.operation == "BatchWriteItem":
+            time.sleep(0.05)
+        return None
+
+    proxy = fault_proxy(dynamodb_env.endpoint, slow)
+    client = dynamodb_env.client("dynamodb")
+    key = {"mosaicId": {"S": "killed"}, "quadkey": {"S": "-1"}}
+    old_generation = client.get_item(TableName=table, Key=key)["Item"]["_generation"]["S"]
+    with MixChecker(uri, OLD, NEW) as checker:
+        writer = start_worker(
+            "write",
+            uri,
+            document_file(tmp_path, NEW, "new"),
+            "--overwrite",
+            env=worker_env(proxy.endpoint, write_threads=1),
+        )
+        deadline = time.monotonic() + 120
+        while writer.poll() is None and time.monotonic() < deadline:
+            if phase == "staging" and len(staged_items(dynamodb_env, table, "killed")) >= 100:
+                break
+            meta = client.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+            if phase == "promoting" and meta["_generation"]["S"] != old_generation:
+                time.sleep(0.3)  # a few promotion batches
+                break
+            time.sleep(0.05)
+        assert writer.poll() is None, writer.communicate()
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+        time.sleep(1.0)  # readers keep reading after the kill
+    checker.sweep()
+    checker.assert_never_mixed()
+    visible = OLD if phase == "staging" else NEW
+    assert read_tiles(uri) == visible
+    with MosaicBackend(uri) as backend:
+        assert backend.mosaic_def.name == ("old" if phase == "staging" else "new")
+    assert staged_items(dynamodb_env, table, "killed")
+    assert_layout_readable(dynamodb_env, table, "killed", OLD, NEW)
+    final = block(2, 2, 24, 8, "final")
+    waited = write_when_free(uri, document(final, name="final"))
+    assert waited < 10  # the dead writer's lease expired (2 s), nobody had to step in
+    assert read_tiles(uri) == final
+    assert not staged_items(dynamodb_env, table, "killed")
+    assert stored_overviews(dynamodb_env, table, "killed") == expected_overviews(final, 8)
+
+
+def test_orphans_of_a_failed_create_are_removed_by_delete(
+    table, dynamodb_env, fault_proxy, monkeypatch, aws_tuning
+):
+    aws_tuning(max_attempts=1, write_lock_seconds=2)
+    broken = threading.Event()
+    batches = Counter()
+
+    def policy(index, request):
+        if request.operation == "BatchWriteItem":
+            batches["n"] += 1
+            if batches["n"] > 3:
+                broken.set()
+        return DROP if broken.is_set() else None
+
+    proxied_env(monkeypatch, fault_proxy(dynamodb_env.endpoint, policy))
+    uri = f"dynamodb:///{table}:orphans"
+    with pytest.raises(MosaicWriteError):
+        write(uri, document(block(0, 0, 20, 8)))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_env.endpoint)
+    assert raw_items(dynamodb_env, table, "orphans")  # left behind, invisible
+    with pytest.raises(MosaicNotFoundError):
+        MosaicBackend(uri)
+    time.sleep(2.1)  # the failed writer could not release its lease
+    DynamoDBBackend(uri, mosaic_def=document({})).delete()
+    assert raw_items(dynamodb_env, table, "orphans") == {}
+    assert raw_items(dynamodb_env, table, "orphans" + OVERVIEW_SUFFIX) == {}
+
+
+def test_concurrent_update_processes(table, dynamodb_env):
+    """Four processes update one mosaic at once: every acknowledged update is stored and
+    counted in the version; the others are refused with a clear error (409 in the API)."""
+    uri = f"dynamodb:///{table}:busy"
+    write(uri, document(block(60, 60, 4, 8)))
+    env = {"MOSAIC_AWS_WRITE_LOCK_SECONDS": "5"}
+    workers = [
+        start_worker("update", uri, f"w{i}", "6", str(60 + i), "61", "8", env=env) for i in range(4)
+    ]
+    acknowledged, refused = [], {}
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+        report = json.loads(out.strip().splitlines()[-1])
+        acknowledged += report["acknowledged"]
+        refused.update(report["refused"])
+    assert acknowledged
+    assert len(acknowledged) + len(refused) == 24
+    for message in refused.values():
+        assert message.startswith("MosaicConflictError") and "another writer" in message
+    stored = read_tiles(uri)
+    present = {a for assets in stored.values() for a in assets}
+    assert set(acknowledged) <= present
+    assert not set(refused) & present
+    with MosaicBackend(uri) as backend:
+        assert backend.mosaic_def.version == f"1.0.{len(acknowledged)}"

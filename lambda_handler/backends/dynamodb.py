@@ -762,6 +762,12 @@ class DynamoDBBackend(MosaicJSONBackend):
         return bool(item)
 
     # ------------------------------------------------------------------ consistent reads
+    def _cache_get(self, key: Any, compute: Callable[[], Any], store: cache.MosaicCache) -> Any:
+        # Cached lookups belong to one generation: a rewrite may keep the document version.
+        if isinstance(key, tuple) and key[:1] == ("tile",):
+            key = (*key, self.generation)
+        return super()._cache_get(key, compute, store)
+
     def _fresh(self, read: Callable[[], T]) -> T:
         """Run a read; if it met an item of a newer generation than the metadata it used (a
         cached or outdated metadata item), re-read the metadata and run it again."""
