@@ -111,6 +111,29 @@ def _http_writer(
     results.put((writer, [(asset, outcome)]))
 
 
+def _http_conditional_writer(
+    base: str, mosaic_id: str, key: str, etag: str, writer: int, start: Any, results: Any
+) -> None:
+    """Process body: one PATCH with `If-Match: etag` (all writers hold the same ETag)."""
+    import httpx
+
+    lon, lat, size = AREA
+    asset = asset_name(writer, 0)
+    start.wait()
+    try:
+        response = httpx.patch(
+            f"{base}/mosaics/{mosaic_id}",
+            json={"features": [square(lon, lat, size, asset)]},
+            headers={"X-API-Key": key, "If-Match": etag},
+            timeout=120,
+        )
+        status = response.status_code
+        outcome = "ok" if status == 200 else f"HTTP {status}: {response.text[:300]}"
+    except Exception as err:
+        outcome = f"UNEXPECTED {type(err).__name__}: {err}"
+    results.put((writer, [(asset, outcome)]))
+
+
 def _run(target: Callable[..., None], args_for: Callable[[int], tuple], writers: int) -> list:
     # spawn: the parent holds threads (HTTP clients, servers' pipes) that fork would copy.
     context = multiprocessing.get_context("spawn")
@@ -200,5 +223,21 @@ def run_http_writers(base: str, mosaic_id: str, uri: str, key: str, writers: int
     began = time.monotonic()
     collected = _run(_http_writer, lambda w: (base, mosaic_id, key, w), writers)
     result = RunResult("HTTP API PATCH", writers, 1, seconds=time.monotonic() - began)
+    _collect(result, collected)
+    return verify(uri, result)
+
+
+def run_conditional_http_writers(
+    base: str, mosaic_id: str, uri: str, key: str, writers: int
+) -> RunResult:
+    """Create the mosaic, read its ETag, race `writers` processes each sending one PATCH with
+    `If-Match: <that ETag>`, verify through the store."""
+    import httpx
+
+    create_mosaic(uri)
+    etag = httpx.get(f"{base}/mosaics/{mosaic_id}", timeout=60).headers["ETag"]
+    began = time.monotonic()
+    collected = _run(_http_conditional_writer, lambda w: (base, mosaic_id, key, etag, w), writers)
+    result = RunResult("HTTP API PATCH If-Match", writers, 1, seconds=time.monotonic() - began)
     _collect(result, collected)
     return verify(uri, result)

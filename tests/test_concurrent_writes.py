@@ -13,12 +13,18 @@ import uuid
 import pytest
 
 from lambda_handler.backends import MosaicBackend
-from lambda_handler.errors import MosaicConflictError, MosaicPreconditionError
+from lambda_handler.errors import (
+    MosaicChangedError,
+    MosaicConflictError,
+    MosaicNotFoundError,
+    MosaicPreconditionError,
+)
 from tests.lost_updates import (
     AREA,
     BASE_ASSET,
     RunResult,
     create_mosaic,
+    run_conditional_http_writers,
     run_http_writers,
     run_update_writers,
     square,
@@ -185,8 +191,6 @@ def test_azure_stale_replace_is_refused_by_if_match(azure_container):
     lon, lat, size = AREA
     with MosaicBackend(uri) as other:
         other.update([square(lon, lat, size, "other.tif")])
-    from lambda_handler.errors import MosaicChangedError
-
     with pytest.raises(MosaicChangedError, match="If-Match"):
         stale.write(overwrite=True)
     stored = MosaicBackend(uri).to_document()
@@ -256,3 +260,107 @@ def test_precondition_is_checked_on_the_fresh_read(tmp_path):
     with MosaicBackend(uri) as backend, pytest.raises(MosaicPreconditionError):
         backend.update([square(lon, lat, size, "x.tif")], precondition=refuse)
     assert MosaicBackend(uri).mosaic_def.version == "1.0.0"
+
+
+def test_api_concurrent_conditional_patches_exactly_one_wins(api_store, api_server):
+    """Processes holding the same ETag PATCH with If-Match at once: one is applied, every
+    other answers 412, and only the winner's asset is stored."""
+    from tests.servers_api import API_KEY
+
+    mosaic_id = f"ifmatch-{uuid.uuid4().hex[:8]}"
+    uri = api_store.uri(mosaic_id)
+    result = run_conditional_http_writers(api_server, mosaic_id, uri, API_KEY, 8)
+    assert not result.unexpected, result.unexpected
+    assert len(result.acknowledged) == 1, result.refused
+    assert all(o.startswith("HTTP 412") for o in result.refused.values()), result.refused
+    assert result.lost == []
+    assert result.stored_assets == {BASE_ASSET, *result.acknowledged}
+    assert result.version == "1.0.1"
+
+
+# ---------------------------------------------------------------------------- guarded replace/delete
+def test_s3_stale_write_and_delete_are_refused_by_if_match(moto_s3):
+    uri = f"s3://{moto_s3}/m.json"
+    create_mosaic(uri)
+    stale = MosaicBackend(uri)
+    stale._refresh()  # remembers the ETag of this copy
+    lon, lat, size = AREA
+    with MosaicBackend(uri) as other:
+        other.update([square(lon, lat, size, "other.tif")])
+    with pytest.raises(MosaicChangedError, match="If-Match"):
+        stale.write(overwrite=True)
+    with pytest.raises(MosaicChangedError, match="If-Match"):
+        stale.delete()
+    stored = MosaicBackend(uri).to_document()
+    assert "other.tif" in {a for v in stored.tiles.values() for a in v}
+
+
+def _store_uri(kind: str, request, tmp_path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'm.db'}:m"
+    if kind == "file":
+        return str(tmp_path / "m.json")
+    if kind == "s3":
+        return f"s3://{request.getfixturevalue('moto_s3')}/m.json"
+    container = request.getfixturevalue("azure_container")
+    return f"az://devstoreaccount1.blob.core.windows.net/{container}/m.json"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "file", "s3", "azure"])
+def test_replace_and_delete_check_the_precondition_on_the_fresh_copy(kind, request, tmp_path):
+    uri = _store_uri(kind, request, tmp_path)
+    create_mosaic(uri)
+    holder = MosaicBackend(uri)
+    seen = holder.revision
+    lon, lat, size = AREA
+    with MosaicBackend(uri) as other:  # a write after `seen` was read
+        other.update([square(lon, lat, size, "other.tif")])
+
+    def unchanged(backend) -> None:
+        if backend.revision != seen:
+            raise MosaicPreconditionError(f"{backend.revision} is not {seen}")
+
+    replacement = MosaicBackend(uri).to_document()
+    replacement.tiles = {qk: ["replaced.tif"] for qk in replacement.tiles}
+    with pytest.raises(MosaicPreconditionError):
+        MosaicBackend(uri).replace(replacement, precondition=unchanged)
+    with pytest.raises(MosaicPreconditionError):
+        MosaicBackend(uri).delete_if(unchanged)
+    stored = MosaicBackend(uri)
+    assert "other.tif" in {a for v in stored.to_document().tiles.values() for a in v}
+
+    current = stored.revision
+    fresh = MosaicBackend(uri)
+    fresh.replace(replacement, precondition=lambda b: None)
+    after = MosaicBackend(uri)
+    assert after.revision != current
+    assert {a for v in after.to_document().tiles.values() for a in v} == {"replaced.tif"}
+    after.delete_if(lambda b: None)
+    with pytest.raises(MosaicNotFoundError):
+        MosaicBackend(uri)
+
+
+def test_gcs_replace_and_delete_send_the_generation_they_read(gcs_bucket):
+    from lambda_handler.backends.gcs import gcs_client
+
+    uri = f"gs://{gcs_bucket}/m.json"
+    create_mosaic(uri)
+    generation = gcs_client().bucket(gcs_bucket).get_blob("m.json").generation
+    sent: list[tuple[str, str]] = []
+
+    def record(response, *args, **kwargs):
+        sent.append((response.request.method, response.request.url))
+
+    session = gcs_client()._http
+    session.hooks["response"].append(record)
+    try:
+        backend = MosaicBackend(uri)
+        backend.replace(MosaicBackend(uri).to_document())
+        replaced = gcs_client().bucket(gcs_bucket).get_blob("m.json").generation
+        MosaicBackend(uri).delete_if(lambda b: None)
+    finally:
+        session.hooks["response"].remove(record)
+    uploads = [url for method, url in sent if method == "POST" and "/upload/" in url]
+    deletes = [url for method, url in sent if method == "DELETE"]
+    assert len(uploads) == 1 and f"ifGenerationMatch={generation}" in uploads[0]
+    assert len(deletes) == 1 and f"ifGenerationMatch={replaced}" in deletes[0]
