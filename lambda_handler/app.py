@@ -7,6 +7,7 @@ validators of routes it may never use. tests/test_imports.py guards both.
 """
 
 import functools
+import os
 from typing import Any
 
 from fastapi import FastAPI
@@ -33,7 +34,14 @@ MOSAIC_ID_PREFIX = "/mosaics/{mosaic_id}"
 MOSAIC_URL_PREFIX = "/mosaic"
 # Route names of the management routes (checked when they are built), for url_for.
 MANAGEMENT_ROUTES = frozenset(
-    {"list_mosaics", "create_mosaic", "replace_mosaic", "update_mosaic", "delete_mosaic"}
+    {
+        "list_mosaics",
+        "create_mosaic",
+        "replace_mosaic",
+        "update_mosaic",
+        "delete_mosaic",
+        "job_status",
+    }
 )
 
 
@@ -51,9 +59,18 @@ def _mosaic_router(form: str, prefix: str) -> Any:
     return mosaic_router(mosaic_id_uri if form == "id" else mosaic_url_uri, form, prefix)
 
 
+def apply_gdal_defaults(settings: ApiSettings) -> None:
+    """Bounded HTTP waits and no side-car probing for every GDAL open of the process (the
+    footprint reads of writes too), unless the environment says otherwise. Tile and point
+    reads also set them per request (reading.ReadGuard), with the deadline's time left."""
+    for key, value in settings.asset_gdal_options().items():
+        os.environ.setdefault(key, value)
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """The API for `settings` (default: from MOSAIC_API_* environment variables)."""
     settings = settings or ApiSettings()
+    apply_gdal_defaults(settings)
     app = FastAPI(
         title=settings.title,
         description="Tiles, TileJSON, WMTS and points of MosaicJSON mosaics of COGs.",
@@ -65,7 +82,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # Management first: `GET /mosaics` must not be taken for a mosaic id.
     app.router.routes += [
         DeferredRoutes(
-            ("/mosaics", "/mosaics/{mosaic_id}"),
+            ("/mosaics", "/mosaics/{mosaic_id}", "/mosaics/jobs/{job_id:uuid}"),
             MANAGEMENT_ROUTES.__contains__,
             _management_router,
         ),

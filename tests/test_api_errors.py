@@ -4,6 +4,9 @@ import gzip
 
 import httpx
 import morecantile
+import pytest
+
+from lambda_handler.app import create_app
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 OVERLAP = (-78.15, 45.40)
@@ -153,3 +156,101 @@ def test_cors(client):
         headers={"Origin": "http://example.test", "Access-Control-Request-Method": "GET"},
     )
     assert read_preflight.status_code == 200
+
+
+# ---------------------------------------------------------------------------- issue 16
+BAD_INPUT = [
+    # (path, query, field named in the 422)
+    (tile_path("scenes", *OVERLAP, 9), {"bidx": 99}, "bidx"),
+    (tile_path("scenes", *OVERLAP, 9), {"bidx": 99999999999}, "bidx"),
+    (tile_path("scenes", *OVERLAP, 9), {"expression": "b99"}, "expression"),
+    (tile_path("scenes", *OVERLAP, 9), {"expression": "+".join(["b1"] * 5000)}, "expression"),
+    (tile_path("scenes", *OVERLAP, 9), {"expression": "-" * 900 + "b1"}, "expression"),
+    (tile_path("scenes", *OVERLAP, 9), {"nodata": "nan"}, "nodata"),
+    (tile_path("scenes", *OVERLAP, 9), {"nodata": "-inf"}, "nodata"),
+    (tile_path("scenes", *OVERLAP, 9), {"nodata": "1e400"}, "nodata"),
+    ("/mosaics/scenes/point/-78.15,45.4", {"bidx": 25}, "bidx"),
+    ("/mosaics/scenes/point/nan,45.4", {}, "lon"),
+    ("/mosaics/scenes/point/1e300,1e300", {"coord_crs": "EPSG:3857"}, "lon"),
+    ("/mosaics/scenes/point/1e18,1e18/assets", {"coord_crs": "EPSG:3857"}, "lon"),
+    ("/mosaics/scenes/bbox/nan,45,-77,46/assets", {}, "minx"),
+    ("/mosaics/scenes/bbox/0,0,nan,1/assets", {}, "maxx"),
+    ("/mosaics/scenes/bbox/-1e18,0,1e18,1/assets", {"coord_crs": "EPSG:3857"}, "minx"),
+]
+
+
+@pytest.mark.parametrize(("path", "query", "field"), BAD_INPUT)
+def test_bad_input_is_422_json_with_cors(client, path, query, field):
+    response = client.get(path, params=query, headers={"Origin": "http://example.test"})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["access-control-allow-origin"] == "http://example.test"
+    assert field in field_of(response)
+    assert all(item["type"] for item in response.json()["detail"])
+
+
+def test_missing_band_is_named(client):
+    base = tile_path("scenes", *OVERLAP, 9)
+    for query, text in (({"bidx": 5}, "band 5"), ({"expression": "b1/b5"}, "band b5")):
+        response = client.get(base, params=query)
+        assert response.status_code == 422 and text in response.text, response.text
+        assert "3 band(s)" in response.text
+
+
+def test_head_answers_like_get_without_body(client):
+    path = tile_path("scenes", *OVERLAP, 9, ".png")
+    got = client.get(path)
+    head = client.head(path)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == got.headers["etag"]
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert client.head("/mosaics/scenes/info").status_code == 200
+    assert client.head("/mosaics/nope/info").status_code == 404
+
+
+def app_with_a_bug():
+    """The app plus a route with a bug (an unexpected exception), for uvicorn."""
+    app = create_app()
+
+    @app.get("/bug")
+    def bug() -> None:
+        raise RuntimeError("a bug")
+
+    return app
+
+
+def _read_response(sock) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":", 1)[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_unexpected_error_is_json_500_and_keeps_the_connection(api_store, tmp_path):
+    import os
+    import socket
+
+    from tests.servers_api import uvicorn_server
+
+    env = {**os.environ, **api_store.env()}
+    with uvicorn_server("tests.test_api_errors:app_with_a_bug", env, tmp_path / "log") as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"GET /bug HTTP/1.1\r\nHost: x\r\nOrigin: http://example.test\r\n\r\n")
+            first = _read_response(sock)
+            assert first.startswith(b"HTTP/1.1 500")
+            assert b"application/json" in first and b"RuntimeError" in first
+            assert b"access-control-allow-origin: http://example.test" in first.lower()
+            # the same connection answers the next request
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_response(sock).startswith(b"HTTP/1.1 200")
