@@ -220,6 +220,9 @@ class MosaicJSONBackend(BaseBackend):
         """Run `action` on a fresh read under the write guard; retry (bounded, with jittered
         backoff) when a conditional write finds the mosaic changed, then refuse with
         MosaicConflictError. A failed precondition is never retried."""
+        if type(self).write is MosaicJSONBackend.write:
+            # Read-only stores: refuse before a fresh read (a STAC search, an HTTP fetch).
+            raise ReadOnlyBackendError(f"the {self._backend_name} backend is read-only")
         attempts = write_settings().update_attempts
         last: MosaicChangedError | None = None
         for attempt in range(attempts):

@@ -162,16 +162,23 @@ class SQLiteBackend(MosaicJSONBackend):
             try:
                 yield db
             except BaseException:
-                db.execute("ROLLBACK")
+                self._rollback(db)
                 raise
             else:
                 try:
                     self._locked(db, "COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    self._rollback(db)
                     raise
             finally:
                 self._depth = 0
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        # SQLite may have rolled back already (some errors end the transaction): a second
+        # ROLLBACK would raise and hide the error that matters.
+        if db.in_transaction:
+            db.execute("ROLLBACK")
 
     def _locked(self, db: sqlite3.Connection, statement: str) -> None:
         """Run BEGIN/COMMIT; a lock still held by another writer after the busy timeout is a
