@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from lambda_handler.backends.base import MosaicJSONBackend
 
 # Letters, digits, '-', '_', '.'; not starting with '.', so '.', '..' and hidden names are out.
-# Matched with fullmatch: '$' alone would accept a trailing newline ("evil\n").
-MOSAIC_NAME_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_\-.]{0,254}")
+# Anchored with \Z (and matched with fullmatch): '$' accepts a trailing newline ("evil\n").
+MOSAIC_NAME_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_\-.]{0,254}\Z")
 
 
 def validate_mosaic_name(name: str) -> str:
