@@ -280,3 +280,77 @@ def test_export_ctrl_c_prints_one_line_and_keeps_tiles(export_mosaic_uri, tmp_pa
     reused = int(resumed.stderr.split(" kept from an earlier run")[0].split()[-1])
     assert reused >= kept, resumed.stderr
     assert output.is_file()
+
+
+# ---------------------------------------------------------------------------- demo
+def test_demo_on_a_taken_port_fails_before_touching_anything(tmp_path):
+    import socket
+
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    store = workdir / "mosaics.db"
+    store.write_bytes(b"an earlier demo store")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("demo", "--port", str(port), "--workdir", str(workdir))
+        served = run("serve", "--port", str(port), cwd=tmp_path)
+    assert_clean_error(result, f"cannot listen on 127.0.0.1:{port}: port already in use")
+    assert "ready" not in result.stdout and "Demo data" not in result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert store.read_bytes() == b"an earlier demo store"
+    assert [p.name for p in workdir.iterdir()] == ["mosaics.db"]
+    assert_clean_error(served, "port already in use", "--port")
+    assert len(served.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("with_shared_fixtures", [True, False])
+def test_demo_serves_its_own_data_with_or_without_shared_fixtures(
+    with_shared_fixtures, tmp_path, sample_cogs_uint16
+):
+    """The README's examples are about the generated scenes: a `../shared/fixtures` folder
+    beside the project changes nothing, and the demo says which data it serves."""
+    import shutil
+
+    import httpx
+
+    from tests.servers_api import free_port
+    from tests.test_readme import assert_clean_stop, environment, start_server
+
+    project = tmp_path / "project"
+    project.mkdir()
+    if with_shared_fixtures:
+        shared = tmp_path / "shared" / "fixtures"
+        shared.mkdir(parents=True)
+        for name, source in zip(("cog1.tif", "cog2.tif"), sample_cogs_uint16, strict=False):
+            shutil.copy(source, shared / name)
+    port = free_port()
+    command = f"{sys.executable} -m lambda_handler.cli demo --port {port}"
+    server = start_server(command, project, environment(project))
+    try:
+        server.wait_for(r"Demo mosaic ready: open http://127\.0\.0\.1:\d+/mosaics/demo/map$")
+        base = f"http://127.0.0.1:{port}/mosaics/demo"
+        assert httpx.get(f"{base}/point/-78.4,45.2", timeout=30).status_code == 200
+        tile = httpx.get(f"{base}/tiles/WebMercatorQuad/9/144/183.png", timeout=30)
+        assert tile.status_code == 200 and tile.content.startswith(b"\x89PNG")
+    finally:
+        code = server.interrupt()
+    assert_clean_stop(code, server)
+    said = f"Demo data: 4 generated 8-bit RGB scenes around 78W 45N ({project.resolve()}/demo/cogs/"
+    assert said in "".join(server.output)
+    assert sorted(p.name for p in (project / "demo" / "cogs").iterdir()) == [
+        f"scene_{s}_uint8.tif" for s in "abcd"
+    ]
+
+
+def test_demo_with_given_cogs_says_so(tmp_path, sample_cogs_uint16):
+    from lambda_handler.server import demo_data, prepare_demo
+
+    paths, description = demo_data(tmp_path, sample_cogs_uint16[:2])
+    assert paths == sample_cogs_uint16[:2]
+    assert description.startswith("2 COGs given with --cogs (") and paths[0] in description
+    _, map_path = prepare_demo(tmp_path / "work", cogs=sample_cogs_uint16[:2])
+    assert "?rescale=" in map_path  # 16-bit data: the map gets a display range
+    missing = run("demo", "--cogs", "/no/such[/b].tif", "--port", "0", "--workdir", str(tmp_path))
+    assert_clean_error(missing, "COG not found: /no/such[/b].tif")
