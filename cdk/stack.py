@@ -24,6 +24,7 @@ add wildcard actions such as `s3:Abort*`) are not used.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 HANDLER = "lambda_handler.handler.handler"
+LIVE_ALIAS = "live"
 BATCH_HANDLER = "lambda_handler.handler.batch_handler"
 # Scan: only `GET /mosaics` (the list of mosaic ids) uses it.
 TABLE_READ_ACTIONS = (
@@ -159,11 +161,9 @@ class MosaicTilerStack(Stack):
         writer_props = props.writer
         if props.writer_async_jobs:
             writer_env[ASYNC_WRITES_ENV] = "true"
-            writer_props = FunctionProps(
-                memory_size=writer_props.memory_size,
+            writer_props = dataclasses.replace(
+                writer_props,
                 timeout_seconds=max(writer_props.timeout_seconds, ASYNC_WRITER_TIMEOUT),
-                reserved_concurrency=writer_props.reserved_concurrency,
-                environment=writer_props.environment,
             )
         self.writer_timeout = writer_props.timeout_seconds
         self.writer = self._function("Writer", code, HANDLER, writer_props, writer_env)
@@ -174,6 +174,11 @@ class MosaicTilerStack(Stack):
             "MOSAIC_LAMBDA_BATCH_MAX_TILE_SIZE": str(props.batch.max_tile_size),
         }
         self.batch = self._function("Batch", code, BATCH_HANDLER, props.batch.function, batch_env)
+        # What API Gateway and the Function URL call: the `live` alias of a published version
+        # (SnapStart, provisioned concurrency), else the function itself.
+        self.tiler_target = self._entry_point("Tiler", self.tiler, props.tiler)
+        self.writer_target = self._entry_point("Writer", self.writer, writer_props)
+        self.batch_target = self._entry_point("Batch", self.batch, props.batch.function)
 
         self._grant_store(self.tiler, write=False)
         self._grant_store(self.batch, write=False)
@@ -209,7 +214,7 @@ class MosaicTilerStack(Stack):
             props.monitoring.api_throttle_rate,
             props.monitoring.api_throttle_burst,
         )
-        self.batch_url = self.batch.add_function_url(
+        self.batch_url = self.batch_target.add_function_url(
             auth_type=_URL_AUTH[props.batch.url_auth],
             invoke_mode=lambda_.InvokeMode.BUFFERED,
         )
@@ -361,6 +366,8 @@ class MosaicTilerStack(Stack):
                 **props.environment,
             },
             log_group=log_group,
+            # Only versions published from it are snapshotted; `$LATEST` keeps a normal init.
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if props.snap_start else None,
         )
         skips = dict(_FUNCTION_SKIPS)
         if props.reserved_concurrency is None:
@@ -370,6 +377,22 @@ class MosaicTilerStack(Stack):
             )
         security.skip_checkov(function, skips)
         return function
+
+    def _entry_point(
+        self, name: str, function: lambda_.Function, props: FunctionProps
+    ) -> lambda_.IFunction:
+        """The `live` alias of the function's current version when it is published (SnapStart
+        or provisioned concurrency), else the function. `current_version` publishes a new
+        version whenever the code or configuration changes, and the alias moves to it."""
+        if not props.published:
+            return function
+        return lambda_.Alias(
+            self,
+            f"{name}Live",
+            alias_name=LIVE_ALIAS,
+            version=function.current_version,
+            provisioned_concurrent_executions=props.provisioned_concurrency,
+        )
 
     def _grant_store(self, function: lambda_.Function, write: bool) -> None:
         if self.table is not None:
@@ -406,8 +429,8 @@ class MosaicTilerStack(Stack):
 
     # ------------------------------------------------------------------ API
     def _routes(self, props: MosaicTilerProps) -> None:
-        read = integrations.HttpLambdaIntegration("TilerIntegration", self.tiler)
-        write = integrations.HttpLambdaIntegration("WriterIntegration", self.writer)
+        read = integrations.HttpLambdaIntegration("TilerIntegration", self.tiler_target)
+        write = integrations.HttpLambdaIntegration("WriterIntegration", self.writer_target)
         public = (apigw.HttpMethod.GET, apigw.HttpMethod.HEAD, apigw.HttpMethod.OPTIONS)
         for path in ("/", "/{proxy+}"):
             self.api.add_routes(path=path, methods=list(public), integration=read)

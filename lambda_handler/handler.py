@@ -1,12 +1,12 @@
 """Lambda entry points: `handler` (HTTP API / REST API) and `batch_handler` (Function URL).
 
-Both run the FastAPI app through mangum. Module import is stdlib only: the app is built by the
-first invoke, or during Lambda's init phase for the entry point named by `_HANDLER` when running
-in Lambda, so the GDAL defaults of `LambdaSettings` are in the environment before rasterio is
-imported, and a process never builds the app it does not serve. Building the app imports no
-geospatial library: rasterio, rio-tiler, numpy and morecantile are imported by the first request
-that reads a mosaic, and the mosaic routes are built by the first request under their prefix
-(tests/test_imports.py).
+Both run the FastAPI app through mangum. Module import is stdlib only outside Lambda; in Lambda
+(`AWS_LAMBDA_FUNCTION_NAME` set) the init phase warms up the entry point `_HANDLER` names
+(`lambda_handler.snapstart`): GDAL/PROJ defaults go into the environment before rasterio is
+imported, the app is built, and one tile is rendered from a COG shipped in the package, so the
+first request has nothing left to import or build; the SnapStart hooks are registered there too.
+`MOSAIC_LAMBDA_WARM_UP=false` only builds the app (no geospatial import: the first request
+that reads a mosaic imports rasterio, rio-tiler, numpy and morecantile; tests/test_imports.py).
 
 The event loop: mangum 0.22 runs each request on `asyncio.get_event_loop()`. On Python 3.12+
 that call fails or warns when no loop is set, and anything that used `asyncio.run` in between
@@ -115,6 +115,12 @@ class LambdaAdapter:
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
         return self._loop
+
+    @property
+    def app(self) -> Any:
+        """The ASGI app (built now if needed)."""
+        self.warm_up()
+        return self._mangum.app
 
     def warm_up(self) -> None:
         """Build the app and the mangum adapter now (Lambda's init phase)."""
@@ -395,16 +401,36 @@ def batch_handler(event: LambdaEvent, context: Any = None) -> LambdaResponse:
     return _batch_function(event, context)
 
 
-def _warm_up_in_lambda() -> None:
-    """Build the app of the configured entry point during the init phase (it has more CPU
-    than an invoke and is not billed on the first request's latency)."""
-    if not in_lambda():
-        return
+def entry_function() -> ApiFunction | None:
+    """The function object of the entry point `_HANDLER` names (None: neither of ours)."""
     entry = os.environ.get("_HANDLER", "")
     if entry.endswith(".batch_handler"):
-        _batch_function.warm_up()
-    elif entry.endswith(".handler"):
-        _api_function.warm_up()
+        return _batch_function
+    if entry.endswith(".handler"):
+        return _api_function
+    return None
 
 
-_warm_up_in_lambda()
+def _init_in_lambda() -> None:
+    """Lambda's init phase: warm up the configured entry point (app, GDAL/PROJ, one tile from
+    the shipped COG) and register the SnapStart hooks. Init is billed like an invoke, and with
+    SnapStart it runs once per published version: work done here is not paid by the first
+    request. A failed warm-up is logged and leaves the function serving (the first request
+    then does the work, and says what is broken if it is)."""
+    function = entry_function()
+    if not in_lambda() or function is None:
+        return
+    from lambda_handler import snapstart
+
+    snapstart.register_hooks()
+    _prepare_process(function.batch)
+    if not function.lambda_settings.warm_up:
+        function.warm_up()
+        return
+    try:
+        snapstart.warm_up(function)
+    except Exception:
+        logger.exception("init warm-up failed; the first request will load what it needs")
+
+
+_init_in_lambda()

@@ -309,6 +309,12 @@ class LambdaSettings(BaseSettings):
     proj_data: str | None = Field(
         None, description="PROJ database directory (default: the one shipped in the asset)."
     )
+    warm_up: bool = Field(
+        True,
+        description="At init, render one tile from a COG shipped in the asset (no network), so "
+        "the first request finds every module, route and GDAL/PROJ state loaded (with SnapStart "
+        "this is paid once per published version).",
+    )
     log_level: str = Field(
         "INFO",
         pattern="^(?i:debug|info|warning|error|critical)$",

@@ -8,7 +8,14 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
 from cdk.config import props_from_context
-from cdk.props import CdnProps, FunctionProps, MonitoringProps, MosaicTilerProps, StoreProps
+from cdk.props import (
+    BatchProps,
+    CdnProps,
+    FunctionProps,
+    MonitoringProps,
+    MosaicTilerProps,
+    StoreProps,
+)
 from cdk.stack import MosaicTilerStack
 
 CDK_ENV = {
@@ -46,9 +53,11 @@ def variant_props() -> dict[str, MosaicTilerProps]:
             environ={},
         ),
         # DynamoDB store plus an existing bucket of `.json.gz` mosaics; no CDN, an existing
-        # alarm topic, no dashboard, the tiler without reserved concurrency.
+        # alarm topic, no dashboard, the tiler without reserved concurrency and with provisioned
+        # concurrency instead of SnapStart, the batch function without SnapStart.
         "Existing": MosaicTilerProps(
-            tiler=FunctionProps(reserved_concurrency=None),
+            tiler=FunctionProps(reserved_concurrency=None, provisioned_concurrency=2),
+            batch=BatchProps(function=FunctionProps(memory_size=3008, timeout_seconds=900)),
             store=StoreProps(mosaics_bucket="my-mosaics", data_buckets=["cogs-a"]),
             cdn=CdnProps(enabled=False),
             monitoring=MonitoringProps(alarm_topic_arn=TOPIC, dashboard=False),

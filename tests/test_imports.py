@@ -59,6 +59,9 @@ def cold_start(*paths: str, template: str = "dynamodb:///mosaics:{mosaic_id}") -
             "AWS_LAMBDA_FUNCTION_NAME": "test-cold-start",
             "_HANDLER": "lambda_handler.handler.handler",
             "AWS_REGION": "us-east-1",
+            # Building the app must stay light; the init-time warm-up (which loads the tile
+            # path on purpose) is tested in tests/test_snapstart.py.
+            "MOSAIC_LAMBDA_WARM_UP": "false",
             "MOSAIC_API_MOSAIC_URI_TEMPLATE": template,
             "PYTHONPATH": str(PROJECT_ROOT),
         }

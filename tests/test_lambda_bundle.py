@@ -36,8 +36,14 @@ from tests.lambda_support import (
 )
 from tests.servers_aws import unique_name
 
-# What Lambda's Python 3.12 runtime provides outside the asset (versions of the test env).
-RUNTIME_REQUIREMENTS = ("boto3==1.43.11", "botocore==1.43.11", "awslambdaric==4.2.2")
+# What Lambda's Python 3.12 runtime provides outside the asset (versions of the test env;
+# snapshot-restore-py is the SnapStart hook registry of the managed runtime).
+RUNTIME_REQUIREMENTS = (
+    "boto3==1.43.11",
+    "botocore==1.43.11",
+    "awslambdaric==4.2.2",
+    "snapshot-restore-py==1.0.0",
+)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Runs inside the bundle: invokes the entry point named by _HANDLER for each event on stdin
@@ -75,6 +81,11 @@ def asset() -> Path:
 @pytest.fixture(scope="module")
 def runtime_dir() -> Path:
     """A stand-in of Lambda's /var/runtime: boto3 and awslambdaric for CPython 3.12."""
+    return lambda_runtime_dir()
+
+
+def lambda_runtime_dir() -> Path:
+    """A stand-in of Lambda's /var/runtime for CPython 3.12 (built once, cached)."""
     spec = BundleSpec()
     key = hashlib.sha256(" ".join(RUNTIME_REQUIREMENTS + spec.platforms).encode()).hexdigest()
     target = cache_root() / f"runtime-{key[:16]}"

@@ -1,0 +1,228 @@
+"""Init-time warm-up and the Lambda SnapStart runtime hooks.
+
+What a map user waits for after a cold start is init plus the first tile. `warm_up` does at init
+everything a first tile would otherwise do: it builds the app and mangum, sets the GDAL/PROJ
+environment, then renders one PNG tile through the real app and its real routes from a tiny COG
+shipped in the package (`warmup/warmup.tif`, UTM, so the PROJ database and the warp are warmed
+too), with no network. Python modules, pydantic validators of the tile routes, GDAL drivers,
+PROJ's database and rio-tiler's code paths are all loaded before the first request.
+
+With SnapStart, Lambda snapshots the initialised process once per published version and restores
+it for each new execution environment: the warm-up is then paid once per version. Some state in
+that snapshot is shared by every restored environment or may be stale there; `after_restore`
+replaces it (boto3 clients holding the init's credentials and connections, `random`'s seed,
+TTL caches keyed on a monotonic clock, GDAL's curl connections and cached HTTP data).
+`register_hooks` hands both hooks to `snapshot_restore_py` (the Lambda runtime provides it; its
+absence elsewhere is not an error: the hooks only run under SnapStart).
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import glob
+import json
+import logging
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lambda_handler.handler import ApiFunction
+
+logger = logging.getLogger(__name__)
+
+WARMUP_DIR = Path(__file__).resolve().parent / "warmup"
+WARMUP_COG = WARMUP_DIR / "warmup.tif"
+WARMUP_MOSAIC = WARMUP_DIR / "warmup.json"  # its assets say "{asset}": the COG's path
+WARMUP_TILE = (11, 597, 736)  # the WebMercatorQuad tile at the COG's centre (-75.0, 45.0)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class WarmUpError(RuntimeError):
+    """The init-time warm-up tile could not be rendered (the message says what answered)."""
+
+
+# What the last warm-up and restore did, in seconds (logged, read by the benchmark and tests).
+timings: dict[str, float] = {}
+restores = 0
+
+
+def _tile_event(path: str, host: str) -> dict[str, Any]:
+    """A minimal API Gateway HTTP API (payload 2.0) GET event."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"host": host, "accept": "image/png"},
+        "requestContext": {
+            "http": {
+                "method": "GET",
+                "path": path,
+                "sourceIp": "127.0.0.1",
+                "protocol": "HTTP/1.1",
+            },
+            "stage": "$default",
+            "domainName": host,
+            "requestId": "warm-up",
+        },
+        "isBase64Encoded": False,
+    }
+
+
+def render_warmup_tile(function: ApiFunction) -> bytes:
+    """Render the warm-up tile through `function`'s app and routes; the PNG bytes.
+
+    The app's settings (`app.state.settings`, which the `get_settings` dependency returns) are
+    swapped for the duration (init runs no other request) for a copy whose mosaic store is a temporary directory holding the warm-up mosaic and whose asset
+    allow-list is the package's warm-up directory: the routes, readers and renderers are the
+    ones real requests use. Caches filled by this mosaic are emptied afterwards.
+    """
+    from urllib.parse import urlsplit
+
+    from lambda_handler import cache
+
+    app = function.adapter.app
+    settings = app.state.settings
+    workdir = Path(tempfile.mkdtemp(prefix="mosaic-warmup-"))
+    try:
+        document = WARMUP_MOSAIC.read_text().replace("{asset}", str(WARMUP_COG))
+        (workdir / "warmup.json").write_text(document)
+        warm_settings = settings.model_copy(
+            update={
+                "mosaic_uri_template": f"file://{workdir}/{{mosaic_id}}.json",
+                "allowed_asset_prefixes": [WARMUP_DIR.as_uri() + "/"],
+            }
+        )
+        app.state.settings = warm_settings
+        z, x, y = WARMUP_TILE
+        host = urlsplit(settings.public_url or "").hostname or "warm-up.invalid"
+        event = _tile_event(f"/mosaics/warmup/tiles/WebMercatorQuad/{z}/{x}/{y}.png", host)
+        response = function.adapter(event, None)
+    finally:
+        app.state.settings = settings
+        shutil.rmtree(workdir, ignore_errors=True)
+        cache.clear_all()
+    body = response.get("body") or ""
+    data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+    if response.get("statusCode") != 200 or not data.startswith(PNG_MAGIC):
+        raise WarmUpError(f"the warm-up tile answered {response.get('statusCode')}: {data[:300]!r}")
+    return data
+
+
+def warm_up(function: ApiFunction) -> dict[str, float]:
+    """Init's work, once: the app, the GDAL/PROJ environment and one rendered tile.
+
+    Returns (and records in `timings`) the seconds each step took.
+    """
+    started = time.perf_counter()
+    function.warm_up()
+    built = time.perf_counter()
+    render_warmup_tile(function)
+    done = time.perf_counter()
+    timings.update({"app": built - started, "first_tile": done - built, "warm_up": done - started})
+    logger.info(
+        "warm-up: app %.0f ms, warm-up tile %.0f ms",
+        timings["app"] * 1000,
+        timings["first_tile"] * 1000,
+    )
+    return dict(timings)
+
+
+# ---------------------------------------------------------------------------- SnapStart hooks
+def _gdal_library() -> Any | None:
+    """The GDAL shared library rasterio loaded, or None while rasterio is not imported."""
+    rasterio = sys.modules.get("rasterio")
+    if rasterio is None:
+        return None
+    package = Path(rasterio.__file__).resolve().parent
+    for pattern in (
+        str(package.parent / "rasterio.libs" / "libgdal*.so*"),
+        str(package / ".dylibs" / "libgdal*.dylib"),
+    ):
+        for path in sorted(glob.glob(pattern)):
+            return ctypes.CDLL(path)
+    try:  # a rasterio built against the system GDAL
+        return ctypes.CDLL("libgdal.so")
+    except OSError:
+        return None
+
+
+def clear_gdal_network_state() -> bool:
+    """Drop GDAL's cached HTTP data, file properties and curl connections
+    (`VSICurlClearCache`); False when GDAL is not loaded."""
+    library = _gdal_library()
+    if library is None:
+        return False
+    library.VSICurlClearCache.restype = None
+    library.VSICurlClearCache()
+    return True
+
+
+def before_snapshot(function: ApiFunction | None = None) -> None:
+    """SnapStart's before-snapshot hook: make sure the warm-up ran (it normally did, at
+    import), then drop network state a snapshot must not carry."""
+    function = function or _entry_function()
+    if function is not None and not timings:
+        warm_up(function)
+    _forget_network_state()
+
+
+def after_restore() -> None:
+    """SnapStart's after-restore hook: replace what every restored environment must have of
+    its own, or fresh."""
+    global restores
+    started = time.perf_counter()
+    _forget_network_state()
+    # Every environment restored from one snapshot would draw the same "random" numbers.
+    random.seed()
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
+    # TTL caches compare monotonic timestamps, and that clock is not continuous across a
+    # restore; their entries would also be as old as the snapshot.
+    from lambda_handler import cache
+
+    cache.clear_all()
+    restores += 1
+    timings["restore"] = time.perf_counter() - started
+
+
+def _forget_network_state() -> None:
+    """boto3 clients (they hold the credentials and connections of the environment that made
+    them) and GDAL's HTTP state."""
+    if "lambda_handler.backends.aws" in sys.modules:
+        sys.modules["lambda_handler.backends.aws"].clear_clients()
+    handler = sys.modules.get("lambda_handler.handler")
+    if handler is not None:
+        handler._exports_client.cache_clear()
+    clear_gdal_network_state()
+
+
+def _entry_function() -> ApiFunction | None:
+    """The function object of the entry point named by `_HANDLER`, if any."""
+    from lambda_handler import handler
+
+    return handler.entry_function()
+
+
+def register_hooks() -> bool:
+    """Register the hooks with the runtime's `snapshot_restore_py`; False when it is absent
+    (outside Lambda, or a runtime without SnapStart support)."""
+    try:
+        from snapshot_restore_py import register_after_restore, register_before_snapshot
+    except ImportError:
+        return False
+    register_before_snapshot(before_snapshot)
+    register_after_restore(after_restore)
+    return True
+
+
+def report() -> str:
+    """The timings as one JSON line (for logs and the benchmark)."""
+    return json.dumps({key: round(value, 4) for key, value in timings.items()})
