@@ -88,6 +88,9 @@ def test_sqlite_writer_waits_for_a_held_transaction_then_refuses_with_a_typed_er
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+        # Restore the environment before forgetting the cached settings: nothing after this
+        # test may see the short timeout.
+        monkeypatch.undo()
         write_settings.cache_clear()
     with MosaicBackend(uri) as backend:
         assert backend.mosaic_def.version == "1.0.0"
@@ -364,3 +367,24 @@ def test_gcs_replace_and_delete_send_the_generation_they_read(gcs_bucket):
     deletes = [url for method, url in sent if method == "DELETE"]
     assert len(uploads) == 1 and f"ifGenerationMatch={generation}" in uploads[0]
     assert len(deletes) == 1 and f"ifGenerationMatch={replaced}" in deletes[0]
+
+
+def test_s3_update_reports_a_server_that_ignores_if_match(s3_env, caplog):
+    """moto honours If-Match; s3rver ignores it, and an update there says so (once) instead
+    of silently running unguarded. The update itself is applied on both."""
+    bucket = f"probe-{uuid.uuid4().hex[:12]}"
+    s3_env.client("s3").create_bucket(Bucket=bucket)
+    uri = f"s3://{bucket}/m.json"
+    create_mosaic(uri)
+    lon, lat, size = AREA
+    with caplog.at_level("WARNING", logger="lambda_handler.backends.s3"):
+        for name in ("one.tif", "two.tif"):
+            with MosaicBackend(uri) as backend:
+                backend.update([square(lon, lat, size, name)])
+    warnings = [r for r in caplog.records if "ignores If-Match" in r.getMessage()]
+    assert len(warnings) == (0 if s3_env.name == "moto" else 1)
+    stored = MosaicBackend(uri).to_document()
+    assert {"one.tif", "two.tif"} <= {a for v in stored.tiles.values() for a in v}
+    assert stored.version == "1.0.2"
+    listed = s3_env.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert [o["Key"] for o in listed] == ["m.json"], "probe objects are deleted"

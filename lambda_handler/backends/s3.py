@@ -15,6 +15,8 @@ re-reads, re-merges and retries (bounded, then MosaicConflictError). Conditional
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import attr
@@ -42,6 +44,8 @@ EXISTS_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConfli
 
 # (endpoint, bucket) -> whether PutObject honours If-None-Match: *.
 _conditional_support: dict[tuple[str, str], bool] = {}
+# (endpoint, bucket) -> whether PutObject honours If-Match: <etag>.
+_if_match_support: dict[tuple[str, str], bool] = {}
 _support_lock = threading.Lock()
 
 
@@ -140,6 +144,57 @@ class S3Backend(MosaicJSONBackend):
         with _support_lock:
             _conditional_support[cache_key] = supported
         return supported
+
+    def conditional_replace_supported(self) -> bool:
+        """Whether the server refuses a PutObject whose `If-Match` names another ETag (what
+        keeps concurrent updates from overwriting each other). Probed once per endpoint and
+        bucket with a probe object, then deleted; a server that does not is logged once."""
+        client = s3_client()
+        cache_key = (client.meta.endpoint_url, self.bucket)
+        with _support_lock:
+            known = _if_match_support.get(cache_key)
+        if known is not None:
+            return known
+        probe = f"{self.key}.if-match-probe-{uuid.uuid4().hex}"
+        supported = False
+        try:
+            client.put_object(Bucket=self.bucket, Key=probe, Body=b"")
+            try:
+                client.put_object(Bucket=self.bucket, Key=probe, Body=b"1", IfMatch='"0"')
+            except ClientError as err:
+                if aws.error_code(err) not in EXISTS_CODES:
+                    raise
+                supported = True
+        except ClientError as err:
+            if aws.status_code(err) != 501 and aws.error_code(err) != "NotImplemented":
+                raise
+        finally:
+            try:
+                client.delete_object(Bucket=self.bucket, Key=probe)
+            except ClientError as err:
+                logger.warning(
+                    "could not delete the probe object s3://%s/%s: %s", self.bucket, probe, err
+                )
+        if not supported:
+            logger.warning(
+                "the S3 server at %s ignores If-Match on PutObject (bucket %s): concurrent "
+                "updates of one mosaic there can overwrite each other (AWS S3 and moto honour it)",
+                client.meta.endpoint_url,
+                self.bucket,
+            )
+        with _support_lock:
+            _if_match_support[cache_key] = supported
+        return supported
+
+    @contextmanager
+    def _write_guard(self) -> Iterator[None]:
+        # No lock: the conditional put is the guard. Checked once so a server that ignores
+        # it is reported instead of silently losing updates.
+        try:
+            self.conditional_replace_supported()
+        except (ClientError, BotoCoreError) as err:
+            raise self._error(err, "probing", MosaicWriteError) from err
+        yield
 
     def write(self, overwrite: bool = False) -> None:
         """Upload the document (one PUT: readers see the old or the new one, never a mix)."""
