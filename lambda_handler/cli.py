@@ -3,6 +3,8 @@
 import json
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -122,7 +124,7 @@ def _build(
         return from_features(features, minzoom, maxzoom, **options)
     if not urls:
         raise CliError("give COG paths/URLs, --urls-file or --footprints")
-    with _progress() as progress:
+    with _progress() as progress, _skip_errors_hint(skip_errors):
         task = progress.add_task("Reading footprints", total=len(urls))
         return from_urls(
             urls,
@@ -143,7 +145,7 @@ def _read_footprints(
 
     if not urls:
         raise CliError("give COG paths/URLs, --urls-file or --footprints")
-    with _progress() as progress:
+    with _progress() as progress, _skip_errors_hint(skip_errors):
         task = progress.add_task("Reading footprints", total=len(urls))
         return get_footprints(
             urls,
@@ -151,6 +153,19 @@ def _read_footprints(
             skip_errors=skip_errors,
             progress=lambda done, total: progress.update(task, completed=done),
         )
+
+
+@contextmanager
+def _skip_errors_hint(skip_errors: bool) -> Iterator[None]:
+    """Unreadable COGs: name the flag that leaves them out (the library names its keyword)."""
+    from lambda_handler.errors import FootprintReadError
+
+    try:
+        yield
+    except FootprintReadError as err:
+        if skip_errors:
+            raise
+        raise CliError(f"{err} (--skip-errors leaves unreadable COGs out)") from err
 
 
 def _emit(text: str, output: Path | None) -> None:
