@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from lambda_handler.deadline import DeadlineExceededError
 from lambda_handler.errors import (
@@ -43,6 +44,53 @@ from lambda_handler.errors import (
 from lambda_handler.rendering import RenderError
 
 logger = logging.getLogger(__name__)
+
+
+_DESCRIPTIONS = {
+    304: "Not modified (If-None-Match).",
+    400: "Malformed request (e.g. an invalid Content-Length).",
+    401: "Credentials required (writes).",
+    403: "Forbidden: wrong key, writes disabled, a URL or asset outside the allow-lists.",
+    404: "Unknown mosaic, or tile/point outside the mosaic, its zooms or the TMS.",
+    405: "The store is read-only.",
+    409: "The mosaic exists, or a concurrent write was refused.",
+    412: "If-Match does not match the mosaic's ETag.",
+    413: "Request body over MOSAIC_API_MAX_BODY_BYTES.",
+    424: "A dataset or store could not be read (named in the message).",
+    500: "Internal error (logged).",
+    501: "The store cannot list mosaics.",
+    503: "The store failed to write; the previous mosaic is intact.",
+    504: "The request did not finish within MOSAIC_API_REQUEST_TIMEOUT.",
+}
+
+
+_ERROR_CONTENT = {
+    "application/json": {
+        "schema": {
+            "title": "ErrorMessage",
+            "type": "object",
+            "properties": {"detail": {"type": "string", "title": "Detail"}},
+            "required": ["detail"],
+        }
+    }
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these status codes: a JSON ErrorMessage body (304: none). The
+    content type is spelled out: with a `model`, FastAPI would document the route's own media
+    type (an image, HTML, XML) for the error too."""
+    return {
+        code: {"description": _DESCRIPTIONS[code]}
+        if code == 304
+        else {"description": _DESCRIPTIONS[code], "content": _ERROR_CONTENT}
+        for code in codes
+    }
+
+
+# What every read route and every write route may answer besides its own successes and 422.
+READ_RESPONSES = error_responses(304, 403, 404, 424, 500, 504)
+WRITE_RESPONSES = error_responses(400, 401, 403, 404, 405, 409, 412, 413, 424, 500, 501, 503, 504)
 
 
 class ApiError(Exception):
@@ -241,11 +289,31 @@ class ErrorMappingRoute(APIRoute):
     handlers as usual.
     """
 
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """As APIRoute, but a 405 lists in `Allow` the methods of every route of the path
+        (Starlette lists only the first route's: GET for `/mosaics`, which also takes POST)."""
+        if scope["type"] == "http" and self.methods and scope["method"] not in self.methods:
+            allowed = _methods_of_path(scope)
+            await JSONResponse(
+                {"detail": f"method {scope['method']} not allowed: {', '.join(allowed)}"},
+                status_code=405,
+                headers={"Allow": ", ".join(allowed)},
+            )(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """The route's handler, wrapped."""
         handler = super().get_route_handler()
+        single = _single_valued_query_params(self)
 
         async def mapped(request: Request) -> Response:
+            repeated = [k for k in single if len(request.query_params.getlist(k)) > 1]
+            if repeated:
+                # FastAPI would silently keep the last value of a repeated scalar parameter.
+                return error_response(
+                    ApiError(422, f"{repeated[0]}: give it once", field=repeated[0])
+                )
             try:
                 return await handler(request)
             except Exception as error:
@@ -254,6 +322,49 @@ class ErrorMappingRoute(APIRoute):
                 return error_response(error)
 
         return mapped
+
+
+def _single_valued_query_params(route: APIRoute) -> list[str]:
+    """Names (aliases) of the route's query parameters that take one value, not a list."""
+    import typing
+
+    def is_list(annotation: Any) -> bool:
+        origin = typing.get_origin(annotation)
+        if origin in (list, tuple, set, frozenset):
+            return True
+        return any(is_list(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+
+    def query_params(dependant: Any) -> list[Any]:
+        found = list(dependant.query_params)
+        for sub in dependant.dependencies:
+            found += query_params(sub)
+        return found
+
+    names = []
+    for param in query_params(route.dependant):
+        annotation = getattr(param, "field_info", None)
+        annotation = getattr(annotation, "annotation", None) or getattr(param, "type_", None)
+        if not is_list(annotation):
+            names.append(param.alias)
+    return names
+
+
+def _methods_of_path(scope: Scope) -> list[str]:
+    """Methods of the app's routes whose path matches the request's."""
+    from starlette._utils import get_route_path
+    from starlette.routing import Match
+
+    from lambda_handler.routes.deferred import expand_deferred_routes
+
+    path = get_route_path(scope)
+    methods: set[str] = set()
+    for route in expand_deferred_routes(scope["app"].router.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and getattr(route, "methods", None):
+            match, _ = route.matches({**scope, "method": next(iter(route.methods))})
+            if match == Match.FULL:
+                methods |= set(route.methods)
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -31,8 +31,21 @@ def uri_for_id(mosaic_id: str, settings: ApiSettings) -> str:
     return settings.mosaic_uri_template.replace("{mosaic_id}", mosaic_id)
 
 
+# validate_mosaic_name's rule as a JSON-schema pattern (no lookahead: dot-separated parts, so
+# no leading '.' and no '..'), so the OpenAPI document says which ids exist.
+MOSAIC_ID_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$"
+MosaicIdPath = Annotated[
+    str,
+    Path(
+        description="Mosaic id: letters, digits, '-', '_', '.' (not first, never '..').",
+        pattern=MOSAIC_ID_PATTERN,
+        max_length=255,
+    ),
+]
+
+
 def mosaic_id_uri(
-    mosaic_id: Annotated[str, Path(description="Mosaic id: letters, digits, '-', '_', '.'.")],
+    mosaic_id: MosaicIdPath,
     settings: Annotated[ApiSettings, Depends(get_settings)],
 ) -> str:
     """Dependency: the backend URI of the `{mosaic_id}` path parameter."""
@@ -40,7 +53,9 @@ def mosaic_id_uri(
 
 
 def mosaic_url_uri(
-    url: Annotated[str, Query(description="Backend URI of the mosaic (allow-listed prefixes).")],
+    url: Annotated[
+        str, Query(min_length=1, description="Backend URI of the mosaic (allow-listed prefixes).")
+    ],
     settings: Annotated[ApiSettings, Depends(get_settings)],
 ) -> str:
     """Dependency: the `?url=` backend URI, if the settings' allow-list accepts it."""

@@ -19,6 +19,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Query, Request
+from pydantic import Field
 
 from lambda_handler.api_errors import ApiError
 from lambda_handler.rendering import ImageFormat
@@ -155,7 +156,7 @@ class LayerParams:
     """Which bands: band indexes, a band-math expression, or STAC asset names."""
 
     indexes: Annotated[
-        list[int] | None,
+        list[Annotated[int, Field(ge=1)]] | None,
         Query(alias="bidx", title="Band indexes", description="Dataset band indexes (1-based)."),
     ] = None
     expression: Annotated[

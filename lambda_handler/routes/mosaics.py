@@ -13,12 +13,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
-from lambda_handler.api_errors import ApiError, ErrorMappingRoute
+from lambda_handler.api_errors import WRITE_RESPONSES, ApiError, ErrorMappingRoute
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.errors import InvalidMosaicError
 from lambda_handler.rendering import ImageFormat
 from lambda_handler.routes import limits
-from lambda_handler.routes.common import mosaic_etag, open_backend, uri_for_id
+from lambda_handler.routes.common import (
+    MOSAIC_ID_PATTERN,
+    MosaicIdPath,
+    mosaic_etag,
+    open_backend,
+    uri_for_id,
+)
 from lambda_handler.routes.dependencies import TileMatrixSetId, get_settings, get_tms
 from lambda_handler.routes.security import require_write_access
 from lambda_handler.routes.write_locks import if_match_precondition, mosaic_write_lock
@@ -93,7 +99,12 @@ class MosaicSource(MosaicOptions):
 class MosaicCreate(MosaicSource):
     """Body of `POST /mosaics`."""
 
-    id: str = Field(..., description="Mosaic id: letters, digits, '-', '_', '.'.")
+    id: str = Field(
+        ...,
+        description="Mosaic id: letters, digits, '-', '_', '.' (not first, never '..').",
+        pattern=MOSAIC_ID_PATTERN,
+        max_length=255,
+    )
 
 
 class MosaicAddition(BaseModel):
@@ -201,7 +212,12 @@ def _build_document(body: MosaicSource, name: str, settings: ApiSettings | None)
 # ---------------------------------------------------------------------------- routes
 def mosaics_router() -> APIRouter:  # noqa: C901
     """`/mosaics` management routes."""
-    router = APIRouter(prefix="/mosaics", tags=["Mosaics"], route_class=ErrorMappingRoute)
+    router = APIRouter(
+        prefix="/mosaics",
+        tags=["Mosaics"],
+        route_class=ErrorMappingRoute,
+        responses=WRITE_RESPONSES,
+    )
     Settings = Annotated[ApiSettings, Depends(get_settings)]
     writes = [Depends(require_write_access)]
 
@@ -313,7 +329,7 @@ def mosaics_router() -> APIRouter:  # noqa: C901
 
     @router.put("/{mosaic_id}", dependencies=writes, summary="Replace a mosaic")
     def replace_mosaic(
-        request: Request, settings: Settings, mosaic_id: str, body: MosaicSource
+        request: Request, settings: Settings, mosaic_id: MosaicIdPath, body: MosaicSource
     ) -> JSONResponse:
         """Replace an existing mosaic (404 if there is none) in one write; with `If-Match`,
         only if the mosaic still has that ETag (412 otherwise)."""
@@ -331,7 +347,7 @@ def mosaics_router() -> APIRouter:  # noqa: C901
 
     @router.patch("/{mosaic_id}", dependencies=writes, summary="Add datasets to a mosaic")
     def update_mosaic(
-        request: Request, settings: Settings, mosaic_id: str, body: MosaicAddition
+        request: Request, settings: Settings, mosaic_id: MosaicIdPath, body: MosaicAddition
     ) -> JSONResponse:
         """Add datasets (COG URLs or footprint features); bumps the mosaic version. Concurrent
         additions are all applied (409 only for a writer refused after the store's retries);
@@ -359,7 +375,7 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         return JSONResponse(content, headers={**NO_STORE, "ETag": etag})
 
     @router.delete("/{mosaic_id}", status_code=204, dependencies=writes, summary="Delete")
-    def delete_mosaic(request: Request, settings: Settings, mosaic_id: str) -> Response:
+    def delete_mosaic(request: Request, settings: Settings, mosaic_id: MosaicIdPath) -> Response:
         """Delete a mosaic; with `If-Match`, only if it still has that ETag (412 otherwise)."""
         uri = uri_for_id(mosaic_id, settings)
         precondition = if_match_precondition(request, uri)

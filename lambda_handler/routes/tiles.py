@@ -4,6 +4,8 @@
 `/mosaics/{mosaic_id}` form and the allow-listed `/mosaic?url=` form share every route.
 """
 
+import functools
+import inspect
 import math
 import re
 import time
@@ -17,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import Field
 from starlette.responses import Response
 
-from lambda_handler.api_errors import ApiError, ErrorMappingRoute
+from lambda_handler.api_errors import READ_RESPONSES, ApiError, ErrorMappingRoute
 from lambda_handler.deadline import DEADLINE_KEY
 from lambda_handler.rendering import ImageFormat, render_image
 from lambda_handler.routes import wmts
@@ -90,7 +92,12 @@ def mosaic_router(  # noqa: C901
 ) -> APIRouter:
     """Routes reading one mosaic under `prefix`; `name` prefixes route names (for url_for) and
     tags."""
-    router = APIRouter(prefix=prefix, tags=[f"Mosaic ({name})"], route_class=ErrorMappingRoute)
+    router = APIRouter(
+        prefix=prefix,
+        tags=[f"Mosaic ({name})"],
+        route_class=ErrorMappingRoute,
+        responses=READ_RESPONSES,
+    )
     Uri = Annotated[str, Depends(uri_dependency)]
     Settings = Annotated[ApiSettings, Depends(get_settings)]
 
@@ -235,7 +242,7 @@ def mosaic_router(  # noqa: C901
     for kind, path in TILE_PATHS.items():
         router.add_api_route(
             path,
-            tile,
+            _format_required(tile) if "{format}" in path else tile,
             methods=["GET"],
             name=route_name(kind),
             summary="Map tile",
@@ -274,8 +281,7 @@ def mosaic_router(  # noqa: C901
             if cached := not_modified(request, etag):
                 return cached
             mosaic = backend.mosaic_def
-            minzoom = backend.minzoom if params.minzoom is None else params.minzoom
-            maxzoom = backend.maxzoom if params.maxzoom is None else params.maxzoom
+            minzoom, maxzoom = _document_zooms(backend, tms, params)
             west, south, east, north = backend.bounds
             document = {
                 "tilejson": "3.0.0",
@@ -331,8 +337,7 @@ def mosaic_router(  # noqa: C901
             etag = make_etag(uri, cache_version(backend), request)
             if cached := not_modified(request, etag):
                 return cached
-            minzoom = backend.minzoom if params.minzoom is None else params.minzoom
-            maxzoom = backend.maxzoom if params.maxzoom is None else params.maxzoom
+            minzoom, maxzoom = _document_zooms(backend, tms, params)
             fmt = params.tile_format or ImageFormat.png
             template = tile_url(request, tms.id, fmt, params.tile_scale, cache_version(backend))
             template = (
@@ -478,6 +483,40 @@ def mosaic_router(  # noqa: C901
         return HTMLResponse(map_page(request, name_, tilejson_url))
 
     return router
+
+
+def _format_required(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """`endpoint` with `format` typed as a required ImageFormat: in a path (`….{format}`) the
+    optional query parameter's `null` would be a lie in the OpenAPI document."""
+    signature = inspect.signature(endpoint)
+    parameters = [
+        param.replace(
+            kind=inspect.Parameter.KEYWORD_ONLY,
+            **(
+                {"annotation": ImageFormat, "default": inspect.Parameter.empty}
+                if param.name == "format"
+                else {}
+            ),
+        )
+        for param in signature.parameters.values()
+    ]
+
+    @functools.wraps(endpoint)
+    def wrapped(**kwargs: Any) -> Any:
+        return endpoint(**kwargs)
+
+    wrapped.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _document_zooms(backend: Any, tms: Any, params: TileJSONParams) -> tuple[int, int]:
+    """The zooms of a TileJSON/WMTS document: the mosaic's or the query's, within the levels
+    the TMS has (the query allows 0-30; some TMSs stop earlier)."""
+    minzoom = backend.minzoom if params.minzoom is None else params.minzoom
+    maxzoom = backend.maxzoom if params.maxzoom is None else params.maxzoom
+    low, high = tms.minzoom, tms.maxzoom
+    minzoom, maxzoom = min(max(minzoom, low), high), min(max(maxzoom, low), high)
+    return minzoom, max(minzoom, maxzoom)
 
 
 def _path_names(path: str) -> set[str]:
