@@ -163,8 +163,8 @@ def _skip_errors_hint(skip_errors: bool) -> Iterator[None]:
     try:
         yield
     except FootprintReadError as err:
-        if skip_errors:
-            raise
+        if skip_errors:  # every one was skipped, each named by a warning line already
+            raise CliError("no COG could be read: nothing to build a mosaic from") from err
         raise CliError(f"{err} (--skip-errors leaves unreadable COGs out)") from err
 
 

@@ -106,6 +106,7 @@ def test_footprints_round_trip(sample_cogs, tmp_path):
         (("info", "ftp://host/x.json"), ["unsupported mosaic URI scheme"]),
         (("create", "/no/such.tif"), ["Could not read 1 dataset", "/no/such.tif", "--skip-errors"]),
         (("create",), ["give COG paths"]),
+        (("create", "/no/such.tif", "--skip-errors"), ["no COG could be read"]),
         (("info", "sqlite:///x.db:bad/name"), ["invalid mosaic name"]),
         (
             ("create", "--footprints", "/no/file.geojson", "--minzoom", "1", "--maxzoom", "2"),
