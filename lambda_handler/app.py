@@ -59,12 +59,27 @@ def _mosaic_router(form: str, prefix: str) -> Any:
     return mosaic_router(mosaic_id_uri if form == "id" else mosaic_url_uri, form, prefix)
 
 
+# GDAL variables this module put into the environment (not the user's or Lambda's own).
+_OWN_GDAL_DEFAULTS: set[str] = set()
+
+
 def apply_gdal_defaults(settings: ApiSettings) -> None:
     """Bounded HTTP waits and no side-car probing for every GDAL open of the process (the
     footprint reads of writes too), unless the environment says otherwise. Tile and point
-    reads also set them per request (reading.ReadGuard), with the deadline's time left."""
+    reads also set them per request (`asset_gdal_options`), with the deadline's time left."""
     for key, value in settings.asset_gdal_options().items():
-        os.environ.setdefault(key, value)
+        if key not in os.environ:
+            os.environ[key] = value
+            _OWN_GDAL_DEFAULTS.add(key)
+
+
+def asset_gdal_options(settings: ApiSettings) -> dict[str, str]:
+    """The GDAL options of asset reads: the settings', except where the environment set a GDAL
+    variable itself (the Lambda functions do; the batch function's HTTP timeout is longer)."""
+    return {
+        key: os.environ[key] if key in os.environ and key not in _OWN_GDAL_DEFAULTS else value
+        for key, value in settings.asset_gdal_options().items()
+    }
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:

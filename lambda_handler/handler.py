@@ -379,7 +379,11 @@ class BatchFunction(ApiFunction):
         if self._api_settings is None:
             from lambda_handler.settings import ApiSettings
 
-            self._api_settings = ApiSettings(max_tile_size=self.lambda_settings.batch_max_tile_size)
+            self._api_settings = ApiSettings(
+                max_tile_size=self.lambda_settings.batch_max_tile_size,
+                # Function URL: no 30 s cap; the deadline stays below Lambda's 900 s.
+                request_timeout=self.lambda_settings.batch_request_timeout,
+            )
         return self._api_settings
 
     def oversized(self, response: LambdaResponse, size: int) -> LambdaResponse:

@@ -324,6 +324,9 @@ class LambdaSettings(BaseSettings):
     batch_max_tile_size: int = Field(8192, ge=64, description="Largest batch tile edge (px).")
     batch_gdal_http_timeout: int = Field(120, ge=1, description="GDAL HTTP timeout (batch).")
     batch_read_http_timeout: float = Field(120.0, gt=0, description="Mosaic HTTP reads (batch).")
+    batch_request_timeout: float = Field(
+        840.0, gt=0, description="Deadline of a batch request (504 past it; Lambda: 900 s)."
+    )
     response_limit_bytes: int = Field(
         6_291_456, ge=1024, description="Lambda's response payload limit (6 MB)."
     )

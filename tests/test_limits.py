@@ -241,3 +241,91 @@ def test_write_work_is_bounded_before_the_index_is_built(limited, sample_cogs):
     features = [{"type": "Feature", "geometry": None, "properties": {"path": "a.tif"}}] * 4
     assert _named(limited.patch("/mosaics/m", json={"features": features}, headers=AUTH),
                   "features")  # fmt: skip
+
+
+def _peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_huge_chunked_body_costs_no_memory(tmp_path):
+    """100 MB streamed without Content-Length: the server answers 413 after its cap and its
+    peak memory stays where it was (the body is never held)."""
+    import select
+    import subprocess
+    import sys
+
+    from tests.servers_api import free_port
+
+    port = free_port()
+    env = {
+        **__import__("os").environ,
+        "MOSAIC_API_MOSAIC_URI_TEMPLATE": f"sqlite:///{tmp_path / 'm.db'}:{{mosaic_id}}",
+        "MOSAIC_API_API_KEY": API_KEY,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "lambda_handler.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                # warm the write path (route building, pydantic) before measuring
+                if httpx.post(base + "/mosaics", json={}, headers=AUTH).status_code == 422:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.2)
+        before = _peak_rss_kb(process.pid)
+        chunk = b" " * 65536
+        frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        sent = 0
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(
+                b"POST /mosaics HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"x-api-key: {API_KEY}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            )
+            while sent < 100 * 1024 * 1024:
+                readable, _, _ = select.select([sock], [], [], 0)
+                if readable:
+                    break  # the server answered before the body ended
+                try:
+                    sock.sendall(frame)
+                except OSError:
+                    break
+                sent += len(chunk)
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert sent < 50 * 1024 * 1024  # answered long before the 100 MB were sent
+        growth_mb = (_peak_rss_kb(process.pid) - before) / 1024
+        print(f"sent {sent / 2**20:.1f} MB, peak memory growth {growth_mb:.1f} MB")
+        assert growth_mb < 30, f"peak memory grew by {growth_mb:.0f} MB"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_deadlines_and_gdal_timeouts_per_function(monkeypatch):
+    from lambda_handler import handler
+    from lambda_handler.app import asset_gdal_options
+
+    # the API function stays under API Gateway's 30 s; the batch function under Lambda's 900 s
+    assert handler.ApiFunction().api_settings().request_timeout < 30
+    assert 30 < handler.BatchFunction().api_settings().request_timeout < 900
+    # a GDAL variable the environment sets itself (Lambda's, the batch's longer timeout) wins
+    settings = ApiSettings(asset_http_timeout=3)
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "120")
+    monkeypatch.setattr("lambda_handler.app._OWN_GDAL_DEFAULTS", set())
+    options = asset_gdal_options(settings)
+    assert options["GDAL_HTTP_TIMEOUT"] == "120"
+    assert options["GDAL_DISABLE_READDIR_ON_OPEN"] == "EMPTY_DIR" or (
+        "GDAL_DISABLE_READDIR_ON_OPEN" in __import__("os").environ
+    )
+    monkeypatch.delenv("GDAL_HTTP_TIMEOUT")
+    assert asset_gdal_options(settings)["GDAL_HTTP_TIMEOUT"] == "3"

@@ -535,11 +535,12 @@ def _to_geographic(backend: Any, lon: float, lat: float, crs: Any) -> tuple[floa
 
 def read_guard(request: Request, settings: ApiSettings) -> "ReadGuard":
     """The bounds of this request's asset reads (allow-list, GDAL timeouts, deadline)."""
+    from lambda_handler.app import asset_gdal_options
     from lambda_handler.reading import ReadGuard
 
     return ReadGuard(
         allowed_prefixes=settings.allowed_asset_prefixes,
-        gdal_options=settings.asset_gdal_options(),
+        gdal_options=asset_gdal_options(settings),
         deadline=request.scope.get(DEADLINE_KEY),
         max_expression_length=settings.max_expression_length,
     )
