@@ -6,10 +6,13 @@ map it to an exit code or a status code in one place, with the message intact.
 
 from typing import Any
 
+from pydantic import ValidationError
+
 __all__ = [
     "BackendNotAvailableError",
     "brief_message",
     "FootprintReadError",
+    "InvalidMosaicDocumentError",
     "InvalidMosaicError",
     "InvalidMosaicNameError",
     "ListingNotSupportedError",
@@ -22,6 +25,7 @@ __all__ = [
     "MosaicPreconditionError",
     "MosaicWriteError",
     "MultipleDataTypeError",
+    "NonQuadtreeTMSError",
     "NoAssetFoundError",  # noqa: F822 - provided lazily by __getattr__ below
     "ReadOnlyBackendError",
     "UnsupportedURIError",
@@ -40,6 +44,37 @@ class MosaicError(Exception):
 
 class InvalidMosaicError(MosaicError, ValueError):
     """A MosaicJSON document (or a part of it) is not valid."""
+
+
+class InvalidMosaicDocumentError(InvalidMosaicError, ValidationError):
+    """A MosaicJSON document failed the model's validation. Also a pydantic `ValidationError`
+    (as cogeo-mosaic raises there), keeping pydantic's `errors()`; its text is one line per
+    problem, naming the field. Build it with `wrap`."""
+
+    _message: str = ""
+
+    @classmethod
+    def wrap(cls, message: str, error: ValidationError) -> "InvalidMosaicError":
+        """This error for `error` with the text `message` (a plain InvalidMosaicError if
+        pydantic cannot rebuild the error's details)."""
+        details: list[Any] = [
+            {k: item[k] for k in ("type", "loc", "input", "ctx") if k in item}
+            for item in error.errors()
+        ]
+        try:
+            wrapped = cls.from_exception_data(error.title, details)
+        except Exception:  # an error type pydantic cannot rebuild: keep the message
+            return InvalidMosaicError(message)
+        wrapped._message = message
+        return wrapped
+
+    def __str__(self) -> str:
+        return self._message
+
+
+class NonQuadtreeTMSError(InvalidMosaicError, AssertionError):
+    """The TileMatrixSet is not a quadtree (quadkeys need one). Also an AssertionError, as
+    cogeo-mosaic's builder raises there."""
 
 
 class InvalidMosaicNameError(MosaicError, ValueError):

@@ -86,28 +86,63 @@ def backend_class(uri: str | None) -> "type[MosaicJSONBackend]":
     return FileBackend
 
 
-def MosaicBackend(uri: str | None, **kwargs: Any) -> "MosaicJSONBackend":  # noqa: N802
-    """Open the mosaic at `uri` (or prepare to write `mosaic_def` there)."""
+def MosaicBackend(uri: str | None, *args: Any, **kwargs: Any) -> "MosaicJSONBackend":  # noqa: N802
+    """Open the mosaic at `uri` (or prepare to write `mosaic_def` there).
+
+    Call forms are cogeo-mosaic 9.x's: further positional arguments follow the backend's
+    attribute order (`mosaic_def, tms, minzoom, maxzoom, reader, reader_options`; for STAC
+    `query, minzoom, maxzoom, tms, …`), and `None`/`":memory:"` opens the in-memory backend
+    with `mosaic_def` as its first argument: `MosaicBackend(":memory:", mosaic_def=m)` or
+    `MosaicBackend(None, m)`.
+    """
     cls = backend_class(uri)
-    if uri is None:
-        return cls(**kwargs)
-    return cls(uri, **kwargs)
+    if uri is None or uri == ":memory:":
+        return cls(*args, **kwargs)
+    return cls(uri, *args, **kwargs)
+
+
+# Backend classes under their own and cogeo-mosaic's names, imported on first access.
+_CLASSES: dict[str, tuple[str, str]] = {
+    "MosaicJSONBackend": ("lambda_handler.backends.base", "MosaicJSONBackend"),
+    "BaseBackend": ("lambda_handler.backends.base", "BaseBackend"),
+    "MemoryBackend": ("lambda_handler.backends.memory", "MemoryBackend"),
+    "FileBackend": ("lambda_handler.backends.file", "FileBackend"),
+    "S3Backend": ("lambda_handler.backends.s3", "S3Backend"),
+    "GCSBackend": ("lambda_handler.backends.gcs", "GCSBackend"),
+    "AzureBackend": ("lambda_handler.backends.azure", "AzureBackend"),
+    "ABSBackend": ("lambda_handler.backends.azure", "AzureBackend"),
+    "DynamoDBBackend": ("lambda_handler.backends.dynamodb", "DynamoDBBackend"),
+    "SQLiteBackend": ("lambda_handler.backends.sqlite", "SQLiteBackend"),
+    "StacBackend": ("lambda_handler.backends.stac", "StacBackend"),
+    "STACBackend": ("lambda_handler.backends.stac", "StacBackend"),
+    "HttpBackend": ("lambda_handler.backends.http", "HttpBackend"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The base class pulls rio-tiler, rasterio and numpy: loaded when first asked for.
-    if name == "MosaicJSONBackend":
-        from lambda_handler.backends.base import MosaicJSONBackend
-
-        return MosaicJSONBackend
+    # Backend modules pull rio-tiler, rasterio, numpy and client libraries: loaded when asked.
+    if name in _CLASSES:
+        module_name, class_name = _CLASSES[name]
+        return getattr(importlib.import_module(module_name), class_name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
+__all__ = [  # noqa: F822 - the classes are provided by __getattr__
     "MOSAIC_NAME_RE",
     "SUPPORTED_SCHEMES",
+    "ABSBackend",
+    "AzureBackend",
+    "DynamoDBBackend",
+    "FileBackend",
+    "GCSBackend",
+    "HttpBackend",
+    "MemoryBackend",
     "MosaicBackend",
     "MosaicJSONBackend",
+    "S3Backend",
+    "SQLiteBackend",
+    "STACBackend",
+    "StacBackend",
     "backend_class",
     "validate_mosaic_name",
 ]

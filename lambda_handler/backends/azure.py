@@ -260,3 +260,7 @@ class AzureBackend(MosaicJSONBackend):
         if isinstance(err, azure_errors.AzureError):
             return failed(f"could not {action} {self.input}: {brief_message(err)}")
         return err
+
+
+# cogeo-mosaic's name for this backend.
+ABSBackend = AzureBackend

@@ -7,6 +7,7 @@ tile/point rendering through rio-tiler) is here, once.
 """
 
 import bisect
+import inspect
 import itertools
 import random
 import time
@@ -15,13 +16,14 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import attr
-from morecantile import TileMatrixSet
+from morecantile import Tile, TileMatrixSet
 from rasterio.crs import CRS
 from rasterio.warp import transform as transform_coords
 from rasterio.warp import transform_bounds
-from rio_tiler.constants import WEB_MERCATOR_TMS
+from rio_tiler.constants import WEB_MERCATOR_TMS, WGS84_CRS
 from rio_tiler.io import BaseReader, MultiBandReader, MultiBaseReader, Reader
-from rio_tiler.mosaic.backend import BaseBackend, MosaicInfo
+from rio_tiler.mosaic.backend import BaseBackend as RioTilerBaseBackend
+from rio_tiler.mosaic.backend import MosaicInfo
 from rio_tiler.utils import CRS_to_uri
 
 from lambda_handler import cache
@@ -72,6 +74,84 @@ def bbox_union(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, fl
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
+@attr.s
+class BaseBackend(RioTilerBaseBackend):
+    """rio-tiler's abstract mosaic backend (what `cogeo_mosaic.backends.base.BaseBackend` is),
+    with defaults for what cogeo-mosaic's custom-backend recipe leaves out, so the recipe's
+    subclass (attrs fields, own `assets_for_tile`/`assets_for_point`) instantiates as written:
+    world bounds in WGS84, and `assets_for_bbox` as the union of `assets_for_tile` over the
+    bbox's tiles at the lowest zoom served (at most 64 of them; more is refused)."""
+
+    # Keyword-only here: a recipe's subclass redefines `input` (no default) after the inherited
+    # fields, and attrs refuses a mandatory positional field after one with a default.
+    tms: TileMatrixSet = attr.ib(default=WEB_MERCATOR_TMS, kw_only=True)
+
+    # Plain class values, not attrs defaults: a recipe's subclass redefines `input` without a
+    # default, which attrs refuses after inherited fields with defaults.
+    bounds = (-180.0, -90.0, 180.0, 90.0)
+    crs = WGS84_CRS
+
+    def point(  # type: ignore[override]
+        self,
+        lon: float,
+        lat: float,
+        coord_crs: CRS = WGS84_CRS,
+        search_options: dict | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[str, Any]]:
+        """Values at a point from every asset; `assets_for_point(lng, lat)` without
+        `coord_crs` (cogeo-mosaic's recipe) is given WGS84 coordinates."""
+        parameters = inspect.signature(self.assets_for_point).parameters
+        if "coord_crs" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return super().point(
+                lon, lat, coord_crs=coord_crs, search_options=search_options, **kwargs
+            )
+        from rio_tiler.errors import NoAssetFoundError, PointOutsideBounds
+        from rio_tiler.tasks import multi_values_list
+        from rio_tiler.utils import inherit_rasterio_env
+
+        search_lon, search_lat = lon, lat
+        if coord_crs != WGS84_CRS:
+            xs, ys = transform_coords(coord_crs, WGS84_CRS, [lon], [lat])
+            search_lon, search_lat = xs[0], ys[0]
+        assets = self.assets_for_point(search_lon, search_lat, **(search_options or {}))
+        if not assets:
+            raise NoAssetFoundError(f"No assets found for point ({lon},{lat})")
+
+        @inherit_rasterio_env
+        def _reader(asset: Any, lon: float, lat: float, coord_crs: CRS, **options: Any) -> Any:
+            with self.reader(asset, **self.reader_options) as src_dst:
+                return src_dst.point(lon, lat, coord_crs=coord_crs, **options)
+
+        kwargs.setdefault("allowed_exceptions", (PointOutsideBounds,))
+        return [
+            (self.asset_name(asset), pt)
+            for asset, pt in multi_values_list(assets, _reader, lon, lat, coord_crs, **kwargs)
+        ]
+
+    def assets_for_bbox(
+        self,
+        xmin: float,
+        ymin: float,
+        xmax: float,
+        ymax: float,
+        coord_crs: CRS | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Assets of the tiles (lowest served zoom) covering a bbox, without duplicates."""
+        geographic = self.tms.rasterio_geographic_crs
+        if coord_crs is not None and coord_crs != geographic:
+            xmin, ymin, xmax, ymax = transform_bounds(coord_crs, geographic, xmin, ymin, xmax, ymax)
+        zoom = self.minzoom if self.minzoom is not None else self.tms.minzoom
+        tiles = list(itertools.islice(self.tms.tiles(xmin, ymin, xmax, ymax, [zoom]), 65))
+        if len(tiles) > 64:
+            raise ValueError(
+                f"the bbox covers more than 64 tiles at zoom {zoom}: use a smaller one"
+            )
+        found = (self.assets_for_tile(t.x, t.y, t.z) for t in tiles)
+        return list(dict.fromkeys(itertools.chain.from_iterable(found)))
+
+
 class MosaicBackendInfo(MosaicInfo):
     """`info()` answer: rio-tiler's MosaicInfo plus the mosaic's own metadata."""
 
@@ -85,7 +165,7 @@ class MosaicBackendInfo(MosaicInfo):
 
 
 @attr.s
-class MosaicJSONBackend(BaseBackend):
+class MosaicJSONBackend(RioTilerBaseBackend):
     """A MosaicJSON document in some store.
 
     Attributes:
@@ -279,6 +359,37 @@ class MosaicJSONBackend(BaseBackend):
             lambda: sorted(self.mosaic_def.tiles),
             cache.assets_cache,
         )
+
+    # ------------------------------------------------------------------ cogeo-mosaic API
+    @property
+    def mosaicid(self) -> str:
+        """sha224 of the document's metadata and tiles, as cogeo-mosaic computes it (its
+        `get_hash`: sorted-key JSON of `model_dump(exclude_none=True)`). Reads the whole index
+        for stores keeping tiles apart."""
+        import hashlib
+        import json
+
+        document = self.to_document() if not self._tiles_in_document else self.mosaic_def
+        body = document.model_dump(exclude_none=True)
+        return hashlib.sha224(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def _quadkeys(self) -> list[str]:
+        """Every quadkey of the index (cogeo-mosaic's name)."""
+        return self._list_quadkeys()
+
+    def find_quadkeys(self, tile: Tile, quadkey_zoom: int) -> list[str]:
+        """Quadkeys at `quadkey_zoom` covering `tile` of the mosaic's TMS: its ancestor's when
+        the tile is deeper, its descendants' when it is shallower (cogeo-mosaic's method)."""
+        x, y, z = tile
+        if z >= quadkey_zoom:
+            depth = z - quadkey_zoom
+            return [tile_quadkey(x >> depth, y >> depth, quadkey_zoom)]
+        # Descendants in morecantile's children order, as cogeo-mosaic lists them.
+        tiles = [Tile(x, y, z)]
+        for _ in range(quadkey_zoom - z):
+            tiles = [child for t in tiles for child in self.mosaic_tms.children(t)]
+        return [tile_quadkey(t.x, t.y, t.z) for t in tiles]
 
     # ------------------------------------------------------------------ lookups
     @property

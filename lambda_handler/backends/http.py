@@ -16,6 +16,10 @@ from lambda_handler.settings import read_settings
 class HttpBackend(MosaicJSONBackend):
     """A MosaicJSON document read over HTTP(S). Writes raise ReadOnlyBackendError."""
 
+    # Read-only: no document at init (as cogeo-mosaic), so positional arguments after the URL
+    # are tms, minzoom, maxzoom, reader, reader_options there and here.
+    mosaic_def: MosaicJSON = attr.ib(init=False, default=None)
+
     _backend_name: ClassVar[str] = "HTTP"
 
     def _read(self) -> MosaicJSON:

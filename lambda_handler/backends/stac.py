@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import attr
 import morecantile
+from rio_tiler.constants import WEB_MERCATOR_TMS
 from rio_tiler.io import BaseReader, MultiBandReader, MultiBaseReader
 
 from lambda_handler import cache
@@ -24,8 +25,10 @@ from lambda_handler.stac_client import (
     canonical,
     check_geometries,
     item_assets,
+    item_url,
     make_accessor,
     remember_items,
+    search,
     search_url,
 )
 from lambda_handler.stac_reader import SearchedItemReader
@@ -43,6 +46,23 @@ def _option_key(value: Any) -> Any:
     return canonical(value)
 
 
+def _with_geometry(query: dict) -> dict:
+    """The query with `geometry` kept by its `fields` filter: footprints are the index, and
+    documented queries (`"fields": {"include": ["id", ...]}`) leave it out on APIs that honour
+    the fields extension."""
+    fields = query.get("fields")
+    if not isinstance(fields, dict):
+        return query
+    fields = dict(fields)
+    include = list(fields.get("include") or [])
+    if include and "geometry" not in include:
+        fields["include"] = [*include, "geometry"]
+    exclude = list(fields.get("exclude") or [])
+    if "geometry" in exclude:
+        fields["exclude"] = [name for name in exclude if name != "geometry"]
+    return {**query, "fields": fields}
+
+
 @attr.s
 class StacBackend(MosaicJSONBackend):
     """A mosaic of the items a STAC API search returns (`stac+http(s)://host/search`).
@@ -58,14 +78,19 @@ class StacBackend(MosaicJSONBackend):
         reader: defaults to rio-tiler's STAC reader fed with the searched items.
     """
 
+    # Redefined in cogeo-mosaic's order, so its positional form works:
+    # STACBackend(url, query, minzoom, maxzoom, tms, reader, reader_options, ...).
+    input: str = attr.ib()
     query: dict = attr.ib(factory=dict)
     minzoom: int = attr.ib(default=None)
     maxzoom: int = attr.ib(default=None)
-    stac_api_options: dict = attr.ib(factory=dict)
-    mosaic_options: dict = attr.ib(factory=dict)
+    tms: morecantile.TileMatrixSet = attr.ib(default=WEB_MERCATOR_TMS)
     reader: type[BaseReader] | type[MultiBaseReader] | type[MultiBandReader] = attr.ib(
         default=SearchedItemReader
     )
+    reader_options: dict = attr.ib(factory=dict)
+    stac_api_options: dict = attr.ib(factory=dict)
+    mosaic_options: dict = attr.ib(factory=dict)
     # Read-only: the document always comes from the search.
     mosaic_def: MosaicJSON = attr.ib(init=False, default=None)
 
@@ -74,7 +99,7 @@ class StacBackend(MosaicJSONBackend):
     def __attrs_post_init__(self) -> None:
         """Check the options, then search and build (or take the cached document)."""
         self.stac_api_options = api_options(self.stac_api_options)
-        self.query = dict(self.query or {})
+        self.query = _with_geometry(dict(self.query or {}))
         options = dict(self.mosaic_options or {})
         self._url = search_url(self.input)
         self._mosaic_minzoom = options.pop("minzoom", self.minzoom)
@@ -128,3 +153,27 @@ class StacBackend(MosaicJSONBackend):
             )
         except InvalidMosaicError as err:
             raise InvalidMosaicError(f"STAC search {self._url}: {err}") from err
+
+
+# cogeo-mosaic's names, for code written against its documents.
+STACBackend = StacBackend
+
+
+def default_stac_accessor(feature: dict) -> str:
+    """cogeo-mosaic's default accessor: the item's `self` link, else
+    `{root}/collections/{collection}/items/{id}`, else its id."""
+    return item_url(feature)
+
+
+def _fetch(
+    stac_url: str,
+    query: dict,
+    max_items: int | None = None,
+    next_link_key: str | None = None,
+    limit: int = 500,
+) -> list[dict]:
+    """cogeo-mosaic's search helper: every item of a STAC API search (POST, following next
+    links; `max_items` caps the total). Not cached, as in cogeo-mosaic."""
+    query = dict(query)
+    query.setdefault("limit", limit)
+    return search(search_url(stac_url), query, max_items=max_items, next_link_key=next_link_key)

@@ -9,6 +9,7 @@ from typing import Any
 _EXPORTS = {
     "MosaicJSON": "lambda_handler.mosaic.model",
     "default_accessor": "lambda_handler.mosaic.builder",
+    "default_filter": "lambda_handler.mosaic.builder",
     "from_features": "lambda_handler.mosaic.builder",
     "from_urls": "lambda_handler.mosaic.builder",
     "get_footprints": "lambda_handler.mosaic.builder",
@@ -23,4 +24,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["MosaicJSON", "default_accessor", "from_features", "from_urls", "get_footprints"]  # noqa: F822
+__all__ = [  # noqa: F822
+    "MosaicJSON",
+    "default_accessor",
+    "default_filter",
+    "from_features",
+    "from_urls",
+    "get_footprints",
+]

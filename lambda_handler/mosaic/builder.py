@@ -14,13 +14,16 @@ from lambda_handler.errors import (
     FootprintReadError,
     InvalidMosaicError,
     MultipleDataTypeError,
+    NonQuadtreeTMSError,
 )
 from lambda_handler.mosaic.model import CURRENT_SPEC_VERSION, WEB_MERCATOR_TMS, MosaicJSON
-from lambda_handler.mosaic.tiling import matrix_grid, quadkeys, transformers
+from lambda_handler.mosaic.tiling import matrix_grid, quadkey_to_tile, quadkeys, transformers
 
 Feature = dict[str, Any]
 Accessor = Callable[[Feature], str]
 Progress = Callable[[int, int], None]
+# cogeo-mosaic's per-tile hook: (tile, features, geometries, **options) -> kept features.
+AssetFilter = Callable[..., Sequence[Feature]]
 
 
 def default_accessor(feature: Feature) -> str:
@@ -140,6 +143,98 @@ def _tile_boxes(
     return projected, geographic
 
 
+def _mercator_matches(
+    geoms: np.ndarray, tms: morecantile.TileMatrixSet, zoom: int, max_tiles: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(geometry index, col, row, geographic tile box) of every footprint/tile match in
+    WebMercatorQuad, all on arrays: there a footprint's tiles lie within its bbox's tile range."""
+    geom_index, cols, rows = _candidate_tiles(geoms, tms, zoom, max_tiles)
+    if not len(geom_index):
+        return geom_index, cols, rows, np.empty(0, dtype=object)
+    to_tms, _ = transformers(tms)
+    projected_geoms = shapely.transform(
+        geoms, lambda xy: np.column_stack(to_tms.transform(xy[:, 0], xy[:, 1]))
+    )
+    shapely.prepare(geoms)
+    shapely.prepare(projected_geoms)
+    projected_boxes, geographic_boxes = _tile_boxes(tms, zoom, cols, rows)
+    tile_key = cols * (1 << zoom) + rows
+    burnt = np.unique(tile_key[shapely.intersects(projected_geoms[geom_index], projected_boxes)])
+    keep = np.isin(tile_key, burnt, assume_unique=False)
+    keep[keep] = shapely.intersects(geoms[geom_index[keep]], geographic_boxes[keep])
+    return geom_index[keep], cols[keep], rows[keep], geographic_boxes[keep]
+
+
+def _generic_matches(
+    geoms: np.ndarray, tms: morecantile.TileMatrixSet, zoom: int, max_tiles: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The same matches in any quadtree TMS, by cogeo-mosaic's rule (supermorecado's burn):
+    the tile range of the footprints' geographic extrema (clamped to the TMS bounds), the
+    footprints projected with clamped coordinates and rasterized over it (all touched), then a
+    geographic intersection with each burnt tile's densified geographic bounds. In polar or
+    local projections a footprint's tiles are not those of its bbox corners, so the mercator
+    shortcut would miss tiles; data outside the TMS burns nothing (an empty index)."""
+    from rasterio import features as rio_features
+    from rasterio.transform import Affine
+
+    empty = (np.empty(0, dtype=np.int64),) * 3 + (np.empty(0, dtype=object),)
+    eps = 1.0e-10
+    bbox = tms.bbox
+    west, south, east, north = (float(v) for v in shapely.total_bounds(geoms))
+    west, south = max(west + eps, bbox.left), max(south + eps, bbox.bottom)
+    east, north = min(east - eps, bbox.right), min(north - eps, bbox.top)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # morecantile warns for points outside the TMS
+        ul, lr = tms.tile(west, north, zoom), tms.tile(east, south, zoom)
+    x0, x1 = min(ul.x, lr.x), max(ul.x, lr.x) + 1
+    y0, y1 = min(ul.y, lr.y), max(ul.y, lr.y) + 1
+    if max_tiles is not None and (x1 - x0) * (y1 - y0) > max_tiles:
+        raise InvalidMosaicError(
+            f"the index at quadkey zoom {zoom} would need {(x1 - x0) * (y1 - y0):,} footprint "
+            f"tiles, more than the limit of {max_tiles:,}: choose a lower quadkey_zoom"
+        )
+    grid = matrix_grid(tms, zoom)
+    left, _, _, top = grid.xy_bounds(np.array([x0]), np.array([y0]))
+    _, bottom, right, _ = grid.xy_bounds(np.array([x1 - 1]), np.array([y1 - 1]))
+    transform = Affine(
+        (right[0] - left[0]) / (x1 - x0), 0, left[0], 0, -(top[0] - bottom[0]) / (y1 - y0), top[0]
+    )
+    to_tms, to_geo = transformers(tms)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        lng = np.clip(xy[:, 0], bbox.left, bbox.right)
+        lat = np.clip(xy[:, 1], bbox.bottom, bbox.top)
+        return np.column_stack(to_tms.transform(lng, lat))
+
+    projected = shapely.transform(geoms, project)
+    burn = rio_features.rasterize(
+        ((shapely.geometry.mapping(g), 1) for g in projected if not shapely.is_empty(g)),
+        out_shape=(y1 - y0, x1 - x0),
+        transform=transform,
+        all_touched=True,
+        fill=0,
+        dtype="uint8",
+    )
+    burnt_rows, burnt_cols = np.nonzero(burn)
+    if not len(burnt_rows):
+        return empty
+    burnt_cols, burnt_rows = burnt_cols + x0, burnt_rows + y0
+    lefts, bottoms, rights, tops = grid.xy_bounds(burnt_cols, burnt_rows)
+    boxes = []
+    for b in zip(lefts, bottoms, rights, tops, strict=True):
+        w, s, e, n = to_geo.transform_bounds(*b, densify_pts=21)
+        boxes.append(shapely.box(min(w, e), min(s, n), max(w, e), max(s, n)))
+    tile_boxes = np.asarray(boxes, dtype=object)
+    shapely.prepare(geoms)
+    tile_index, geom_index = np.nonzero(shapely.intersects(tile_boxes[:, None], geoms[None, :]))
+    return (
+        geom_index.astype(np.int64),
+        burnt_cols[tile_index].astype(np.int64),
+        burnt_rows[tile_index].astype(np.int64),
+        tile_boxes[tile_index],
+    )
+
+
 def build_index(
     geoms: np.ndarray,
     assets: Sequence[str],
@@ -163,23 +258,13 @@ def build_index(
     if maximum_items_per_tile is not None and maximum_items_per_tile < 1:
         raise InvalidMosaicError("maximum_items_per_tile must be at least 1")
 
-    geom_index, cols, rows = _candidate_tiles(geoms, tms, zoom, max_tiles)
+    if tms.id == WEB_MERCATOR_TMS.id:
+        geom_index, cols, rows, geographic_boxes = _mercator_matches(geoms, tms, zoom, max_tiles)
+    else:
+        geom_index, cols, rows, geographic_boxes = _generic_matches(geoms, tms, zoom, max_tiles)
     if not len(geom_index):
         return {}
-
-    to_tms, _ = transformers(tms)
-    projected_geoms = shapely.transform(
-        geoms, lambda xy: np.column_stack(to_tms.transform(xy[:, 0], xy[:, 1]))
-    )
-    shapely.prepare(geoms)
-    shapely.prepare(projected_geoms)
-    projected_boxes, geographic_boxes = _tile_boxes(tms, zoom, cols, rows)
     tile_key = cols * (1 << zoom) + rows
-    burnt = np.unique(tile_key[shapely.intersects(projected_geoms[geom_index], projected_boxes)])
-    keep = np.isin(tile_key, burnt, assume_unique=False)
-    keep[keep] = shapely.intersects(geoms[geom_index[keep]], geographic_boxes[keep])
-    geom_index, cols, rows, tile_key = geom_index[keep], cols[keep], rows[keep], tile_key[keep]
-    geographic_boxes = geographic_boxes[keep]
 
     cover = None
     if minimum_tile_cover or tile_cover_sort:
@@ -245,13 +330,48 @@ def from_features(
     attribution: str | None = None,
     version: str = CURRENT_SPEC_VERSION,
     max_tiles: int | None = None,
+    asset_filter: AssetFilter | None = None,
+    quiet: bool = True,
     **unknown: Any,
 ) -> MosaicJSON:
     """Build a MosaicJSON document from GeoJSON features (Polygon or MultiPolygon footprints).
 
     Same arguments and result as cogeo-mosaic's `MosaicJSON.from_features`, computed with
-    vectorized shapely/numpy operations instead of one tile at a time.
+    vectorized shapely/numpy operations instead of one tile at a time. `asset_filter` is
+    cogeo-mosaic's hook, `f(tile, features, geoms, **options) -> features`, called per quadkey
+    with the features intersecting it (in order); with one, other keyword arguments go to it as
+    cogeo-mosaic does. `quiet` is accepted for its signature: the builder prints nothing.
     """
+    if asset_filter is not None and asset_filter is not default_filter:
+        unknown.update(
+            (k, v)
+            for k, v in (
+                ("minimum_tile_cover", minimum_tile_cover),
+                ("tile_cover_sort", tile_cover_sort),
+                ("maximum_items_per_tile", maximum_items_per_tile),
+            )
+            if v
+        )
+        return _from_features_filtered(
+            list(features),
+            minzoom,
+            maxzoom,
+            asset_filter,
+            unknown,
+            quadkey_zoom=quadkey_zoom,
+            accessor=accessor,
+            tilematrixset=tilematrixset,
+            asset_prefix=asset_prefix,
+            asset_type=asset_type,
+            data_type=data_type,
+            colormap=colormap,
+            layers=layers,
+            name=name,
+            description=description,
+            attribution=attribution,
+            version=version,
+            max_tiles=max_tiles,
+        )
     if unknown:
         raise TypeError(f"unexpected builder option(s): {', '.join(sorted(unknown))}")
     features = list(features)
@@ -259,7 +379,7 @@ def from_features(
         raise InvalidMosaicError("no features: a mosaic needs at least one footprint")
     tms = tilematrixset or WEB_MERCATOR_TMS
     if not tms.is_quadtree:
-        raise InvalidMosaicError(f"TileMatrixSet {tms.id!r} is not a quadtree")
+        raise NonQuadtreeTMSError(f"TileMatrixSet {tms.id!r} is not a quadtree")
     if minzoom > maxzoom:
         raise InvalidMosaicError(f"minzoom ({minzoom}) is greater than maxzoom ({maxzoom})")
     zoom = minzoom if quadkey_zoom is None else quadkey_zoom
@@ -301,6 +421,78 @@ def from_features(
         "layers": layers,
     }
     return MosaicJSON.model_validate({k: v for k, v in document.items() if v is not None})
+
+
+def default_filter(
+    tile: morecantile.Tile,
+    dataset: Sequence[Feature],
+    geoms: Sequence[Any],
+    minimum_tile_cover: float | None = None,
+    tile_cover_sort: bool = False,
+    maximum_items_per_tile: int | None = None,
+) -> list[Feature]:
+    """cogeo-mosaic's default per-tile filter, for code that passes or wraps it. The builder
+    applies these options vectorized; this per-tile form is used only with a custom filter.
+    Coverage is measured on the tile's WebMercatorQuad footprint, as cogeo-mosaic does."""
+    indices = list(range(len(dataset)))
+    if minimum_tile_cover or tile_cover_sort:
+        tile_geom = shapely.geometry.shape(WEB_MERCATOR_TMS.feature(tile)["geometry"])
+        cover = [
+            float(shapely.area(shapely.intersection(tile_geom, g)) / shapely.area(tile_geom))
+            for g in geoms
+        ]
+        if minimum_tile_cover:
+            if not 0 <= minimum_tile_cover <= 1:
+                raise InvalidMosaicError(
+                    f"minimum_tile_cover must lie between 0 and 1, got {minimum_tile_cover}"
+                )
+            indices = [i for i in indices if cover[i] > minimum_tile_cover]
+        if tile_cover_sort:
+            indices = [i for _, i in sorted(((cover[i], i) for i in indices), reverse=True)]
+    if maximum_items_per_tile:
+        indices = indices[:maximum_items_per_tile]
+    return [dataset[i] for i in indices]
+
+
+def _from_features_filtered(
+    features: list[Feature],
+    minzoom: int,
+    maxzoom: int,
+    asset_filter: AssetFilter,
+    filter_options: dict[str, Any],
+    accessor: Accessor,
+    asset_prefix: str | None,
+    **options: Any,
+) -> MosaicJSON:
+    """Build with a caller's per-tile filter: index footprint numbers, then filter each tile."""
+    if not features:
+        raise InvalidMosaicError("no features: a mosaic needs at least one footprint")
+    geoms = parse_footprints(features)
+    numbered = from_features(
+        [
+            {"type": "Feature", "geometry": f.get("geometry"), "properties": {"path": str(i)}}
+            for i, f in enumerate(features)
+        ],
+        minzoom,
+        maxzoom,
+        **options,
+    )
+    tiles: dict[str, list[str]] = {}
+    for quadkey, numbers in numbered.tiles.items():
+        indices = [int(n) for n in numbers]
+        x, y, z = quadkey_to_tile(quadkey)
+        kept = asset_filter(
+            morecantile.Tile(x, y, z),
+            tuple(features[i] for i in indices),
+            tuple(geoms[i] for i in indices),
+            **filter_options,
+        )
+        if kept:
+            tiles[quadkey] = _strip_prefix([accessor(f) for f in kept], asset_prefix)
+    update: dict[str, Any] = {"tiles": tiles}
+    if asset_prefix:
+        update["asset_prefix"] = asset_prefix
+    return MosaicJSON.model_validate({**numbered.model_dump(exclude_none=True), **update})
 
 
 # ---------------------------------------------------------------------------- from URLs
@@ -375,9 +567,13 @@ def from_urls(
     tilematrixset: morecantile.TileMatrixSet | None = None,
     skip_errors: bool = False,
     progress: Progress | None = None,
+    quiet: bool = True,
     **kwargs: Any,
 ) -> MosaicJSON:
-    """Build a MosaicJSON document from dataset URLs (footprints read in parallel threads)."""
+    """Build a MosaicJSON document from dataset URLs (footprints read in parallel threads).
+
+    `quiet` is accepted for cogeo-mosaic's signature (nothing is printed); other keyword
+    arguments go to `from_features` (`asset_filter`, `quadkey_zoom`, …)."""
     from lambda_handler.settings import build_settings
 
     urls = list(urls)

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from lambda_handler.errors import InvalidMosaicError
+from lambda_handler.errors import InvalidMosaicDocumentError, InvalidMosaicError
 
 SUPPORTED_SPEC_VERSIONS = ("0.0.1", "0.0.2", "0.0.3")
 CURRENT_SPEC_VERSION = "0.0.3"
@@ -60,12 +60,19 @@ class MosaicJSON(BaseModel):
     colormap: dict[int, tuple[int, int, int, int]] | None = None
     layers: dict[str, Any] | None = None
 
-    model_config = ConfigDict(extra="allow", validate_assignment=False)
+    # Validated on assignment too (`mosaic.minzoom = -1` raises), as cogeo-mosaic's model is.
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     # What the store says about the stored copy this document was read from or written to (a
     # digest of the stored bytes, a write token): changes with every write even when the
     # version does not (a replaced mosaic keeps '1.0.0'). Not part of the document.
     _store_revision: str | None = PrivateAttr(default=None)
+
+    @field_validator("tiles", mode="before")
+    @classmethod
+    def _empty_tiles_list(cls, value: Any) -> Any:
+        # cogeo-mosaic's dynamic-backend recipe builds an empty document with `tiles=[]`.
+        return {} if isinstance(value, list | tuple) and not value else value
 
     @field_validator("mosaicjson")
     @classmethod
@@ -191,8 +198,9 @@ class MosaicJSON(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            raise InvalidMosaicError(
-                f"invalid MosaicJSON in {source}: {format_validation_error(err)}"
+            # Also a pydantic ValidationError: code written for cogeo-mosaic catches that.
+            raise InvalidMosaicDocumentError.wrap(
+                f"invalid MosaicJSON in {source}: {format_validation_error(err)}", err
             ) from err
 
     # Builder entry points live in builder.py; exposed here as users of cogeo-mosaic expect.
