@@ -154,6 +154,15 @@ class ReadGuard:
             except UrlNotAllowed as err:
                 raise AssetNotAllowedError(str(asset), str(err)) from err
 
+    def reader_options(self, backend: MosaicJSONBackend) -> dict[str, Any]:
+        """The backend's reader options, plus the allow-list for readers that open further
+        URLs themselves (the STAC item reader opens the hrefs of the item's assets)."""
+        options = dict(backend.reader_options)
+        reader = backend.reader
+        if attr.has(reader) and "allowed_asset_prefixes" in attr.fields_dict(reader):
+            options["allowed_asset_prefixes"] = self.allowed_prefixes
+        return options
+
     def check_options(self, kwargs: dict[str, Any]) -> None:
         """422 for an expression longer than the settings allow (parsing it would recurse)."""
         expression = kwargs.get("expression")
@@ -341,7 +350,7 @@ def read_tile(
         raise NoAssetFoundError(f"no asset intersects tile {z}-{x}-{y}")
 
     guard.check_assets(candidates)
-    tms, options, reader = backend.tms, backend.reader_options, backend.reader
+    tms, options, reader = backend.tms, guard.reader_options(backend), backend.reader
 
     start = time.perf_counter()
     with guard.environment():
@@ -399,6 +408,7 @@ def read_point(
     if not assets:
         return []
     guard.check_assets(assets)
+    backend.reader_options = guard.reader_options(backend)
     with guard.environment():
         try:
             return backend.point(lon, lat, coord_crs=coord_crs, threads=threads, **kwargs)

@@ -396,3 +396,35 @@ def test_tiles_still_work_through_the_handler_event(monkeypatch, api_store):
 def test_httpx_client_sees_json_on_auth_errors(api_server):
     response = httpx.post(f"{api_server}/mosaics", json={"id": "x", "urls": ["a"]})
     assert response.status_code == 401 and "credentials" in response.json()["detail"]
+
+
+def test_stac_item_asset_hrefs_pass_the_allow_list(stac_api, api_store):
+    """A mosaic of STAC items: the item URLs are on the (allowed) STAC API, but GDAL would open
+    the hrefs of the items' assets: those must be allowed too."""
+    from pathlib import Path as _Path
+
+    from tests.servers_stac import TEST_COLLECTION
+
+    href = stac_api.items[0]["assets"]["B02"]["href"]
+    cog_folder = str(_Path(href).parent) + "/"
+    body = {
+        "id": "stac-" + uuid.uuid4().hex[:8],
+        "stac_api": stac_api.search_url,
+        "search": {"collections": [TEST_COLLECTION], "bbox": [10, 45, 12.5, 46]},
+        "minzoom": 7,
+        "maxzoom": 9,
+    }
+    tile = lambda_tile_path(body["id"], 10.2, 45.2, 9, ".npy")
+    api_only = api_store.settings.model_copy(
+        update={"allowed_asset_prefixes": [stac_api.stack.root_url + "/"]}
+    )
+    with TestClient(create_app(api_only)) as client:
+        assert client.post("/mosaics", json=body, headers=AUTH).status_code == 201
+        refused = client.get(tile, params={"assets": "B02"})
+        assert refused.status_code == 403, refused.text
+        assert "B02" in refused.json()["detail"] or cog_folder in refused.json()["detail"]
+    with_cogs = api_store.settings.model_copy(
+        update={"allowed_asset_prefixes": [stac_api.stack.root_url + "/", cog_folder]}
+    )
+    with TestClient(create_app(with_cogs)) as client:
+        assert client.get(tile, params={"assets": "B02"}).status_code == 200
