@@ -219,3 +219,117 @@ def test_from_urls_names_unreadable_files(sample_cogs, tmp_path):
 def test_from_urls_refuses_mixed_data_types(sample_cogs, sample_cogs_uint16):
     with pytest.raises(MultipleDataTypeError, match="uint16, uint8"):
         from_urls([sample_cogs[0], sample_cogs_uint16[1]])
+
+
+# ---------------------------------------------------------------------------- any quadtree TMS
+def reference_cogeo_rule(features, zoom, tms):
+    """cogeo-mosaic's rule (supermorecado's burn), one tile at a time with morecantile: the
+    tiles between the corners of the footprints' extrema (clamped to the TMS bounds) that a
+    footprint projected with clamped coordinates touches, each listing the footprints meeting
+    its densified geographic bounds (morecantile's tile feature)."""
+    geoms = [shape(f["geometry"]) for f in features]
+    bbox = tms.bbox
+    west, south, east, north = shapely.total_bounds(geoms)
+    west, south = max(west + 1e-10, bbox.left), max(south + 1e-10, bbox.bottom)
+    east, north = min(east - 1e-10, bbox.right), min(north - 1e-10, bbox.top)
+    ul, lr = tms.tile(west, north, zoom), tms.tile(east, south, zoom)
+
+    def clamp_project(xy):
+        return [tms.xy(x, y, truncate=True) for x, y in xy]
+
+    projected = [shapely.transform(g, clamp_project) for g in geoms]
+    index = {}
+    for x in range(min(ul.x, lr.x), max(ul.x, lr.x) + 1):
+        for y in range(min(ul.y, lr.y), max(ul.y, lr.y) + 1):
+            xy_box = box(*tms.xy_bounds(x, y, zoom))
+            if not any(p.intersects(xy_box) for p in projected):
+                continue
+            tile_geom = shape(tms.feature(morecantile.Tile(x, y, zoom))["geometry"])
+            assets = [
+                f["properties"]["path"]
+                for f, g in zip(features, geoms, strict=True)
+                if g.intersects(tile_geom)
+            ]
+            if assets:
+                index[tms.quadkey(x, y, zoom)] = assets
+    return index
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("zoom", [2, 3, 4])
+def test_polar_tms_index_follows_cogeo_mosaic_rule(zoom):
+    """Polar stereographic: a footprint's tiles are not its bbox corners' tiles."""
+    tms = morecantile.tms.get("UPSArcticWGS84Quad")
+    features = [
+        square(15, 72.5, 5, "a.tif"),
+        square(22, 76, 8, "b.tif"),
+        square(-90, 65, 10, "c.tif"),
+    ]
+    mosaic = from_features(features, zoom, zoom, tilematrixset=tms)
+    expected = reference_cogeo_rule(features, zoom, tms)
+    assert expected, "the reference found no tile: the case tests nothing"
+    assert mosaic.tiles == expected
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_data_outside_a_regional_tms_gives_an_empty_mosaic():
+    tms = morecantile.tms.get("EuropeanETRS89_LAEAQuad")
+    outside = [square(-95, 35, 6, "america.tif")]
+    mosaic = from_features(outside, 2, 2, tilematrixset=tms)
+    assert mosaic.tiles == {} == reference_cogeo_rule(outside, 2, tms)
+    inside = [square(7.5, 47.5, 5, "alps.tif"), *outside]
+    mosaic = from_features(inside, 3, 3, tilematrixset=tms)
+    assert mosaic.tiles and mosaic.tiles == reference_cogeo_rule(inside, 3, tms)
+    assert {a for assets in mosaic.tiles.values() for a in assets} == {"alps.tif"}
+
+
+def test_non_quadtree_tms_is_refused_as_cogeo_mosaic_does():
+    from lambda_handler.errors import NonQuadtreeTMSError
+
+    with pytest.raises(AssertionError, match="not a quadtree") as info:
+        from_features(
+            [square(5, 45, 2, "a.tif")], 3, 3, tilematrixset=morecantile.tms.get("WGS1984Quad")
+        )
+    assert isinstance(info.value, NonQuadtreeTMSError | InvalidMosaicError)
+
+
+# ---------------------------------------------------------------------------- cogeo-mosaic API
+def test_asset_filter_hook_and_quiet():
+    """cogeo-mosaic's `asset_filter(tile, dataset, geoms, **options)`: called per quadkey with
+    the intersecting features in order, extra keyword arguments passed on."""
+    from lambda_handler.mosaic import MosaicJSON, default_filter
+
+    features = [square(10, 45, 2, "a.tif"), square(10.5, 45.5, 2, "b.tif")]
+    calls = []
+
+    def newest_only(tile, dataset, geoms, keep=1):
+        calls.append((tile, [f["properties"]["path"] for f in dataset], len(geoms)))
+        return list(dataset)[-keep:]
+
+    plain = MosaicJSON.from_features(features, 6, 6, quiet=False)
+    filtered = MosaicJSON.from_features(
+        features, 6, 6, quiet=True, asset_filter=newest_only, keep=1
+    )
+    assert set(filtered.tiles) == set(plain.tiles)
+    assert filtered.tiles == {qk: assets[-1:] for qk, assets in plain.tiles.items()}
+    assert sorted(TMS.quadkey(t) for t, _, _ in calls) == sorted(plain.tiles)
+    assert all(paths == plain.tiles[TMS.quadkey(t)] and n == len(paths) for t, paths, n in calls)
+
+    # cogeo-mosaic's default filter given explicitly: the vectorized options, same result.
+    options = {"minimum_tile_cover": 0.05, "tile_cover_sort": True, "maximum_items_per_tile": 1}
+    assert (
+        MosaicJSON.from_features(features, 6, 6, asset_filter=default_filter, **options).tiles
+        == MosaicJSON.from_features(features, 6, 6, **options).tiles
+    )
+    with pytest.raises(TypeError, match="unexpected builder option"):
+        MosaicJSON.from_features(features, 6, 6, keep=1)
+
+
+def test_from_urls_takes_quiet_and_asset_filter(sample_cogs):
+    from lambda_handler.mosaic import MosaicJSON
+
+    def first_only(tile, dataset, geoms):
+        return list(dataset)[:1]
+
+    mosaic = MosaicJSON.from_urls(sample_cogs, quiet=False, asset_filter=first_only)
+    assert mosaic.tiles and all(len(assets) == 1 for assets in mosaic.tiles.values())

@@ -86,3 +86,45 @@ def test_real_cogeo_mosaic_documents_read(shared_fixtures):
         mosaic = MosaicJSON.parse(data)
         assert mosaic.tiles == data["tiles"]
         assert mosaic.index_zoom == 7
+
+
+# ---------------------------------------------------------------------------- cogeo-mosaic API
+def test_assignment_is_validated():
+    from pydantic import ValidationError
+
+    mosaic = MosaicJSON(mosaicjson="0.0.3", minzoom=3, maxzoom=5, tiles={})
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        mosaic.minzoom = -1
+    with pytest.raises(ValidationError, match="greater than maxzoom"):
+        mosaic.minzoom = 9
+    assert mosaic.minzoom == 3
+    mosaic.maxzoom = 7
+    assert mosaic.maxzoom == 7
+
+
+def test_empty_tiles_list_is_an_empty_index():
+    """cogeo-mosaic's dynamic-backend recipe writes `tiles=[]`."""
+    mosaic = MosaicJSON(mosaicjson="0.0.2", name="fake", minzoom=8, maxzoom=12, tiles=[])
+    assert mosaic.tiles == {}
+    with pytest.raises(ValueError):
+        MosaicJSON(mosaicjson="0.0.2", tiles=["0"])
+
+
+def test_invalid_documents_raise_pydantic_validation_errors_too():
+    """`except ValidationError` (cogeo-mosaic raises pydantic's) and `except ValueError` still
+    catch the project's typed error, whose text names the field."""
+    from pydantic import ValidationError
+
+    from lambda_handler.errors import InvalidMosaicDocumentError
+
+    with pytest.raises(ValidationError) as info:
+        MosaicJSON.parse({"mosaicjson": "0.0.3", "minzoom": 31, "tiles": {}})
+    error = info.value
+    assert isinstance(error, InvalidMosaicDocumentError)
+    assert isinstance(error, InvalidMosaicError) and isinstance(error, ValueError)
+    assert "minzoom" in str(error) and str(error).startswith("invalid MosaicJSON in document")
+    assert error.errors()[0]["loc"] == ("minzoom",)
+    # Malformed JSON is not a model error: a plain InvalidMosaicError (a ValueError).
+    with pytest.raises(InvalidMosaicError) as info:
+        MosaicJSON.parse("{not json")
+    assert not isinstance(info.value, ValidationError)

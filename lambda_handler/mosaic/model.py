@@ -24,6 +24,7 @@ MAX_VERSION_LENGTH = 64
 _VERSION_RE = re.compile(r"\d{1,18}(?:\.\d{1,18}){0,9}")
 
 WEB_MERCATOR_TMS = morecantile.tms.get("WebMercatorQuad")
+_UNSET = object()
 
 
 def format_validation_error(error: ValidationError) -> str:
@@ -67,6 +68,17 @@ class MosaicJSON(BaseModel):
     # digest of the stored bytes, a write token): changes with every write even when the
     # version does not (a replaced mosaic keeps '1.0.0'). Not part of the document.
     _store_revision: str | None = PrivateAttr(default=None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Validated assignment that leaves the document unchanged when refused (pydantic
+        assigns before running the whole-document checks)."""
+        previous = self.__dict__.get(name, _UNSET)
+        try:
+            super().__setattr__(name, value)
+        except ValidationError:
+            if previous is not _UNSET:
+                self.__dict__[name] = previous
+            raise
 
     @field_validator("tiles", mode="before")
     @classmethod
