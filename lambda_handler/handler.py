@@ -3,10 +3,11 @@
 Both run the FastAPI app through mangum. Module import is stdlib only outside Lambda; in Lambda
 (`AWS_LAMBDA_FUNCTION_NAME` set) the init phase warms up the entry point `_HANDLER` names
 (`lambda_handler.snapstart`): GDAL/PROJ defaults go into the environment before rasterio is
-imported, the app is built, and one tile is rendered from a COG shipped in the package, so the
-first request has nothing left to import or build; the SnapStart hooks are registered there too.
-`MOSAIC_LAMBDA_WARM_UP=false` only builds the app (no geospatial import: the first request
-that reads a mosaic imports rasterio, rio-tiler, numpy and morecantile; tests/test_imports.py).
+imported, the app and its tile routes are built, the tile path is imported and, under SnapStart
+or provisioned concurrency, one tile is rendered from a COG shipped in the package, so the first
+request has nothing left to import or build; the SnapStart hooks are registered there too.
+`MOSAIC_LAMBDA_WARM_UP=off` only builds the app (no geospatial import: the first request that
+reads a mosaic imports rasterio, rio-tiler, numpy and morecantile; tests/test_imports.py).
 
 The event loop: mangum 0.22 runs each request on `asyncio.get_event_loop()`. On Python 3.12+
 that call fails or warns when no loop is set, and anything that used `asyncio.run` in between
@@ -428,11 +429,12 @@ def _init_in_lambda() -> None:
 
     snapstart.register_hooks()
     _prepare_process(function.batch)
-    if not function.lambda_settings.warm_up:
+    level = snapstart.warm_up_level(function.lambda_settings.warm_up)
+    if level == "off":
         function.warm_up()
         return
     try:
-        snapstart.warm_up(function)
+        snapstart.warm_up(function, level)
     except Exception:
         logger.exception("init warm-up failed; the first request will load what it needs")
 

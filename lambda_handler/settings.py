@@ -309,11 +309,13 @@ class LambdaSettings(BaseSettings):
     proj_data: str | None = Field(
         None, description="PROJ database directory (default: the one shipped in the asset)."
     )
-    warm_up: bool = Field(
-        True,
-        description="At init, render one tile from a COG shipped in the asset (no network), so "
-        "the first request finds every module, route and GDAL/PROJ state loaded (with SnapStart "
-        "this is paid once per published version).",
+    warm_up: str = Field(
+        "auto",
+        pattern="^(auto|tile|imports|off)$",
+        description="Init's warm-up: `tile` builds the tile routes, imports the tile path, "
+        "builds the store's boto3 client and renders one tile from a COG shipped in the asset "
+        "(no network); `imports` all but the tile; `off` only the app; `auto`: `tile` under "
+        "SnapStart or provisioned concurrency (paid once, ahead of requests), else `imports`.",
     )
     log_level: str = Field(
         "INFO",

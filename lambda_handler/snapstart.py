@@ -4,8 +4,10 @@ What a map user waits for after a cold start is init plus the first tile. `warm_
 everything a first tile would otherwise do: it builds the app and mangum, sets the GDAL/PROJ
 environment, then renders one PNG tile through the real app and its real routes from a tiny COG
 shipped in the package (`warmup/warmup.tif`, UTM, so the PROJ database and the warp are warmed
-too), with no network. Python modules, pydantic validators of the tile routes, GDAL drivers,
-PROJ's database and rio-tiler's code paths are all loaded before the first request.
+too), with no network, and builds the boto3 client of a DynamoDB or S3 mosaic store (botocore's
+service model and endpoint rules, ~100 ms for S3). Python modules, pydantic validators of the
+tile routes, GDAL drivers, PROJ's database and rio-tiler's code paths are all loaded before the
+first request.
 
 With SnapStart, Lambda snapshots the initialised process once per published version and restores
 it for each new execution environment: the warm-up is then paid once per version. Some state in
@@ -23,6 +25,7 @@ import ctypes
 import glob
 import json
 import logging
+import os
 import random
 import shutil
 import sys
@@ -79,9 +82,10 @@ def render_warmup_tile(function: ApiFunction) -> bytes:
     """Render the warm-up tile through `function`'s app and routes; the PNG bytes.
 
     The app's settings (`app.state.settings`, which the `get_settings` dependency returns) are
-    swapped for the duration (init runs no other request) for a copy whose mosaic store is a temporary directory holding the warm-up mosaic and whose asset
-    allow-list is the package's warm-up directory: the routes, readers and renderers are the
-    ones real requests use. Caches filled by this mosaic are emptied afterwards.
+    swapped for the duration (init runs no other request) for a copy whose mosaic store is a
+    temporary directory holding the warm-up mosaic and whose asset allow-list is the package's
+    warm-up directory: the routes, readers and renderers are the ones real requests use.
+    Caches filled by this mosaic are emptied afterwards.
     """
     from urllib.parse import urlsplit
 
@@ -115,23 +119,145 @@ def render_warmup_tile(function: ApiFunction) -> bytes:
     return data
 
 
-def warm_up(function: ApiFunction) -> dict[str, float]:
-    """Init's work, once: the app, the GDAL/PROJ environment and one rendered tile.
+# What the first tile imports that building the app does not (found by diffing sys.modules
+# around the warm-up tile); each pulls in its libraries (rasterio, rio-tiler, numpy, ...).
+TILE_PATH_MODULES = (
+    "lambda_handler.reading",
+    "lambda_handler.cache",
+    "lambda_handler.mosaic.tiling",
+    "lambda_handler.backends.base",
+    "rio_tiler.mosaic.reader",
+    "rasterio.warp",
+)
+STORE_MODULES = {
+    "dynamodb": "lambda_handler.backends.dynamodb",
+    "s3": "lambda_handler.backends.s3",
+    "file": "lambda_handler.backends.file",
+    "sqlite": "lambda_handler.backends.sqlite",
+}
+INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"  # set by Lambda
+# Where init runs ahead of any request: a snapshot, or a provisioned environment.
+AHEAD_OF_REQUESTS = frozenset({"snap-start", "provisioned-concurrency"})
+
+
+def warm_up_level(configured: str) -> str:
+    """`tile`, `imports` or `off` for the `MOSAIC_LAMBDA_WARM_UP` setting: `auto` renders the
+    warm-up tile where init runs ahead of requests (SnapStart, provisioned concurrency) and
+    only imports on an on-demand cold start, where an extra tile would add to the wait."""
+    if configured != "auto":
+        return configured
+    ahead = os.environ.get(INITIALIZATION_TYPE, "") in AHEAD_OF_REQUESTS
+    return "tile" if ahead else "imports"
+
+
+def warm_up(function: ApiFunction, level: str = "tile") -> dict[str, float]:
+    """Init's work, once: the app and the tile routes, the modules a tile uses, the store's
+    boto3 client and (level `tile`) one rendered tile, which loads GDAL's drivers and PROJ.
 
     Returns (and records in `timings`) the seconds each step took.
     """
     started = time.perf_counter()
     function.warm_up()
     built = time.perf_counter()
-    render_warmup_tile(function)
+    template = function.adapter.app.state.settings.mosaic_uri_template
+    import_tile_path(function, template)
+    imported = time.perf_counter()
+    prepare_store_client(template)
+    prepared = time.perf_counter()
+    if level == "tile":
+        render_warmup_tile(function)
     done = time.perf_counter()
-    timings.update({"app": built - started, "first_tile": done - built, "warm_up": done - started})
+    timings.update(
+        {
+            "app": built - started,
+            "imports": imported - built,
+            "store_client": prepared - imported,
+            "warm_up": done - started,
+        }
+    )
+    if level == "tile":
+        timings["first_tile"] = done - prepared
     logger.info(
-        "warm-up: app %.0f ms, warm-up tile %.0f ms",
-        timings["app"] * 1000,
-        timings["first_tile"] * 1000,
+        "warm-up (%s): %s", level, ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items())
     )
     return dict(timings)
+
+
+def import_tile_path(function: ApiFunction, template: str) -> None:
+    """Build the `/mosaics/{mosaic_id}/...` routes and import what a tile request uses."""
+    import importlib
+
+    from lambda_handler.routes.deferred import DeferredRoutes
+
+    for route in function.adapter.app.router.routes:
+        if isinstance(route, DeferredRoutes) and "/mosaics/{mosaic_id}/..." in route.paths:
+            route.routes  # noqa: B018 - builds them
+    store = STORE_MODULES.get(template.split("://", 1)[0].lower())
+    for name in (*TILE_PATH_MODULES, *((store,) if store else ())):
+        importlib.import_module(name)
+
+
+# One call per store, answered in process by a canned error (no network): botocore's endpoint
+# rules, signer, retry handlers and response parser run and load what they load lazily.
+_CANNED_CALLS: dict[str, tuple[str, str, dict[str, Any], int, bytes]] = {
+    "s3": (
+        "GetObject",
+        "get_object",
+        {"Bucket": "warm-up", "Key": "warm-up.json"},
+        404,
+        b"<Error><Code>NoSuchKey</Code><Message>warm-up</Message></Error>",
+    ),
+    "dynamodb": (
+        "GetItem",
+        "get_item",
+        {"TableName": "warm-up", "Key": {"mosaicId": {"S": "warm-up"}, "quadkey": {"S": "-1"}}},
+        400,
+        b'{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",'
+        b'"message":"warm-up"}',
+    ),
+}
+
+
+class _CannedBody:
+    """The `raw` of a botocore response that never went over the network."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        """The body, as urllib3's stream() yields it."""
+        yield self._body
+
+
+def prepare_store_client(template: str) -> str | None:
+    """Build the boto3 client of the store the mosaic URI template names (DynamoDB or S3) and
+    make one call with it that a `before-send` handler answers in process (no network):
+    botocore's modules, service model, endpoint rules, signer and parser load now and stay
+    loaded (`backends.aws` shares its data loader) when the client itself is replaced after a
+    restore. Returns the service, or None for other stores."""
+    service = {"dynamodb": "dynamodb", "s3": "s3"}.get(template.split("://", 1)[0].lower())
+    if service is None:
+        return None
+    from botocore.awsrequest import AWSResponse
+    from botocore.exceptions import ClientError
+
+    from lambda_handler.backends import aws
+
+    client = aws.client(service)
+    operation, method, params, status, body = _CANNED_CALLS[service]
+    event = f"before-send.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, status, {"x-amzn-RequestId": "warm-up"}, _CannedBody(body))
+
+    client.meta.events.register_first(event, answer, unique_id="mosaic-warm-up")
+    try:
+        getattr(client, method)(**params)
+    except ClientError:
+        pass  # the canned answer is an error, as intended
+    finally:
+        client.meta.events.unregister(event, unique_id="mosaic-warm-up")
+    return service
 
 
 # ---------------------------------------------------------------------------- SnapStart hooks
@@ -165,11 +291,19 @@ def clear_gdal_network_state() -> bool:
 
 
 def before_snapshot(function: ApiFunction | None = None) -> None:
-    """SnapStart's before-snapshot hook: make sure the warm-up ran (it normally did, at
-    import), then drop network state a snapshot must not carry."""
+    """SnapStart's before-snapshot hook: make sure the snapshot holds the tile-level warm-up
+    (init did it unless `MOSAIC_LAMBDA_WARM_UP` says otherwise or it failed: a failure is
+    logged, the snapshot is still taken), then drop network state it must not carry."""
     function = function or _entry_function()
-    if function is not None and not timings:
-        warm_up(function)
+    if (
+        function is not None
+        and function.lambda_settings.warm_up != "off"
+        and "first_tile" not in timings
+    ):
+        try:
+            warm_up(function, "tile")
+        except Exception:
+            logger.exception("warm-up before the snapshot failed")
     _forget_network_state()
 
 

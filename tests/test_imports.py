@@ -61,7 +61,7 @@ def cold_start(*paths: str, template: str = "dynamodb:///mosaics:{mosaic_id}") -
             "AWS_REGION": "us-east-1",
             # Building the app must stay light; the init-time warm-up (which loads the tile
             # path on purpose) is tested in tests/test_snapstart.py.
-            "MOSAIC_LAMBDA_WARM_UP": "false",
+            "MOSAIC_LAMBDA_WARM_UP": "off",
             "MOSAIC_API_MOSAIC_URI_TEMPLATE": template,
             "PYTHONPATH": str(PROJECT_ROOT),
         }

@@ -21,6 +21,7 @@ from tests.test_lambda_bundle import lambda_runtime_dir
 
 LAMBDA_ENV = {
     "AWS_LAMBDA_FUNCTION_NAME": "test-snapstart",
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start",
     "_HANDLER": "lambda_handler.handler.handler",
     "AWS_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "init-key",
@@ -68,6 +69,9 @@ out = {
     "template": app.state.settings.mosaic_uri_template,
     "cached": len(cache.metadata_cache) + len(cache.assets_cache),
     "healthz": handler.handler(json.loads(sys.argv[1]))["statusCode"],
+    "clients": len(sys.modules["lambda_handler.backends.aws"]._clients)
+    if "lambda_handler.backends.aws" in sys.modules
+    else 0,
 }
 print(json.dumps(out))
 """
@@ -93,6 +97,8 @@ def test_init_renders_the_warm_up_tile_without_network():
     out, logs = init_in_lambda()
     assert out["attempts"] == []
     assert out["timings"]["warm_up"] > 0 and out["timings"]["first_tile"] > 0
+    # The DynamoDB store's client is built (no network: the connection waits for a request).
+    assert out["timings"]["store_client"] > 0 and out["clients"] == 1
     assert out["loaded"] == ["rasterio", "rio_tiler", "numpy", "morecantile"]
     # Only the `/mosaics/{mosaic_id}/...` routes a tile request uses were built.
     assert out["deferred_built"] == [False, True, False]
@@ -100,11 +106,21 @@ def test_init_renders_the_warm_up_tile_without_network():
     assert out["template"] == LAMBDA_ENV["MOSAIC_API_MOSAIC_URI_TEMPLATE"]
     assert out["cached"] == 0
     assert out["healthz"] == 200
-    assert "warm-up: app" in logs
+    assert "warm-up (tile): app" in logs
+
+
+def test_on_demand_init_imports_the_tile_path_without_rendering():
+    out, _ = init_in_lambda(AWS_LAMBDA_INITIALIZATION_TYPE="on-demand")
+    assert out["attempts"] == []
+    assert "first_tile" not in out["timings"] and out["timings"]["imports"] > 0
+    assert out["loaded"] == ["rasterio", "rio_tiler", "numpy", "morecantile"]
+    assert out["deferred_built"] == [False, True, False]
+    assert out["clients"] == 1
+    assert out["healthz"] == 200
 
 
 def test_warm_up_can_be_turned_off():
-    out, _ = init_in_lambda(MOSAIC_LAMBDA_WARM_UP="false")
+    out, _ = init_in_lambda(MOSAIC_LAMBDA_WARM_UP="off")
     assert out["timings"] == {}
     assert out["loaded"] == []
     assert out["deferred_built"] == [False, False, False]
@@ -235,3 +251,33 @@ def test_hooks_around_a_simulated_snapshot(bundle):
         assert state["restores"] == 1
         assert state["gdal_cleared"] is True  # libgdal found in the asset's rasterio.libs
         assert state["healthz"] == 200
+
+
+def test_clients_built_after_a_restore_reuse_the_parsed_models(monkeypatch):
+    import botocore.loaders
+
+    from lambda_handler.backends import aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "before")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    aws.clear_clients()
+    first = aws.client("s3")
+    read: list[str] = []
+    original = botocore.loaders.JSONFileLoader.load_file
+
+    def recording(self, file_path):
+        read.append(str(file_path))
+        return original(self, file_path)
+
+    monkeypatch.setattr(botocore.loaders.JSONFileLoader, "load_file", recording)
+    paths = list(aws._loader.search_paths)
+    aws.clear_clients()  # what the after-restore hook does
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "after")  # the restored environment's identity
+    second = aws.client("s3")
+    assert second is not first
+    assert second._request_signer._credentials.access_key == "after"
+    # No model or endpoint file was read again: the shared loader had them parsed.
+    assert read == []
+    assert aws._loader.search_paths == paths  # boto3's data directory is not appended again
+    aws.clear_clients()

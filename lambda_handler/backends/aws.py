@@ -53,6 +53,7 @@ AUTH_ERROR_CODES = frozenset(
 
 _clients: dict[tuple, Any] = {}
 _lock = threading.Lock()
+_loader: Any = None  # botocore's data loader, shared by every session (see _session)
 
 
 def default_region() -> str:
@@ -91,9 +92,27 @@ def client(service: str, region: str | None = None, pool_size: int = 10) -> Any:
                 # schema walk costs more than the request itself on large batch writes.
                 parameter_validation=False,
             )
-            found = boto3.session.Session().client(service, region_name=region, config=config)
+            found = _session().client(service, region_name=region, config=config)
             _clients[key] = found
     return found
+
+
+def _session() -> Any:
+    """A new boto3 session (its own credential resolution) sharing one botocore data loader:
+    the service models and endpoint rules are parsed once per process, not once per client
+    (100+ ms for S3 on a cold process), also after `clear_clients` (SnapStart's restore)."""
+    global _loader
+    import botocore.session
+
+    core = botocore.session.get_session()
+    if _loader is None:
+        _loader = core.get_component("data_loader")
+    else:
+        core.register_component("data_loader", _loader)
+    session = boto3.session.Session(botocore_session=core)
+    # Each boto3 session appends its data directory to the loader's search paths.
+    _loader.search_paths[:] = list(dict.fromkeys(_loader.search_paths))
+    return session
 
 
 def clear_clients() -> None:
