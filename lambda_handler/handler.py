@@ -380,10 +380,13 @@ class BatchFunction(ApiFunction):
         if self._api_settings is None:
             from lambda_handler.settings import ApiSettings
 
+            # Function URL: no 30 s cap. The deadline is the stack's (MOSAIC_API_REQUEST_TIMEOUT,
+            # from the function's timeout) or the batch default, below Lambda's 900 s.
+            overrides: dict[str, Any] = {}
+            if "MOSAIC_API_REQUEST_TIMEOUT" not in os.environ:
+                overrides["request_timeout"] = self.lambda_settings.batch_request_timeout
             self._api_settings = ApiSettings(
-                max_tile_size=self.lambda_settings.batch_max_tile_size,
-                # Function URL: no 30 s cap; the deadline stays below Lambda's 900 s.
-                request_timeout=self.lambda_settings.batch_request_timeout,
+                max_tile_size=self.lambda_settings.batch_max_tile_size, **overrides
             )
         return self._api_settings
 

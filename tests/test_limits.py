@@ -317,7 +317,12 @@ def test_deadlines_and_gdal_timeouts_per_function(monkeypatch):
 
     # the API function stays under API Gateway's 30 s; the batch function under Lambda's 900 s
     assert handler.ApiFunction().api_settings().request_timeout < 30
+    monkeypatch.delenv("MOSAIC_API_REQUEST_TIMEOUT", raising=False)
     assert 30 < handler.BatchFunction().api_settings().request_timeout < 900
+    # the stack sets it from each function's own timeout: the batch function follows it
+    monkeypatch.setenv("MOSAIC_API_REQUEST_TIMEOUT", "296")
+    assert handler.BatchFunction().api_settings().request_timeout == 296
+    monkeypatch.delenv("MOSAIC_API_REQUEST_TIMEOUT")
     # a GDAL variable the environment sets itself (Lambda's, the batch's longer timeout) wins
     settings = ApiSettings(asset_http_timeout=3)
     monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "120")
