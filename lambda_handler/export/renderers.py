@@ -186,7 +186,9 @@ class EndpointRenderer:
         if self.sign:
             headers = self.sign("GET", url, headers)
         try:
-            response = self._client.get(url, headers=headers)
+            # The first request may meet a cold function (imports, route building): give it
+            # more than a tile's timeout, which is tuned for warm renders.
+            response = self._client.get(url, headers=headers, timeout=max(self.timeout, 30.0))
         except httpx.HTTPError as err:
             raise ExportError(f"cannot reach {url}: {err}") from err
         if response.status_code == 404:
