@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The key of an asynchronous write job's event (lambda_handler.jobs.JOB_EVENT_KEY; not
+# imported from there: this module imports only the standard library).
+JOB_EVENT_KEY = "mosaic_tiler_job"
 LambdaEvent = dict[str, Any]
 LambdaResponse = dict[str, Any]
 _environment_applied = False
@@ -324,7 +327,10 @@ class ApiFunction:
         self.adapter.warm_up()
 
     def __call__(self, event: LambdaEvent, context: Any = None) -> LambdaResponse:
-        """Answer one event (HTTP API v2, REST API v1 or Function URL), logging one JSON line."""
+        """Answer one event (HTTP API v2, REST API v1 or Function URL), logging one JSON line;
+        an asynchronous write job (`JOB_EVENT_KEY`, see lambda_handler/jobs.py) is run."""
+        if isinstance(event, dict) and JOB_EVENT_KEY in event:
+            return self.run_job(event)
         started = time.perf_counter()
         token = request_log.start_request(context)
         try:
@@ -337,6 +343,13 @@ class ApiFunction:
             return response
         finally:
             request_log.end_request(token)
+
+    def run_job(self, event: LambdaEvent) -> dict[str, Any]:
+        """Run the write job an asynchronous self-invocation carries; returns its outcome."""
+        _prepare_process(self.batch)
+        from lambda_handler.jobs import run_job_event
+
+        return run_job_event(event, self.api_settings())
 
     def _answer(self, event: LambdaEvent, context: Any) -> LambdaResponse:
         refusal = self.refuse_unverified_write(event)

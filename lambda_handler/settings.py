@@ -228,6 +228,22 @@ class ApiSettings(BaseSettings):
         0.5, ge=0, description="GDAL_HTTP_RETRY_DELAY of asset reads."
     )
 
+    # ---- asynchronous writes (lambda_handler/jobs.py)
+    sync_write_max_quadkeys: int | None = Field(
+        10_000,
+        ge=0,
+        description="Writes touching more quadkeys run as jobs (202 + status URL) instead of "
+        "within the request; None: always within the request.",
+    )
+    job_function: str | None = Field(
+        None,
+        description="Lambda function (name or ARN) invoked asynchronously to run jobs "
+        "(default: the function itself).",
+    )
+    job_ttl_seconds: int = Field(
+        7 * 86400, ge=60, description="How long job records are kept (DynamoDB TTL attribute)."
+    )
+
     model_config = SettingsConfigDict(env_prefix="MOSAIC_API_", defer_build=True)
 
     def asset_gdal_options(self) -> dict[str, str]:

@@ -75,3 +75,20 @@ def list_mosaic_ids(template: str) -> list[str]:
     if lister is None:
         raise ListingNotSupportedError(f"the store of {template!r} cannot list its mosaics")
     return list(lister(template))
+
+
+def list_mosaic_page(
+    template: str, limit: int, token: str | None
+) -> tuple[list[str], str | None] | None:
+    """One page of ids and the token of the next page (None at the end), for stores whose
+    listing must not read the whole store per request (DynamoDB: a bounded Scan); None for
+    stores listed whole (`list_mosaic_ids`)."""
+    head, _, tail = template.partition("{mosaic_id}")
+    if not (head.startswith("dynamodb://") and not tail):
+        return None
+    from lambda_handler.backends.dynamodb import DynamoDBBackend
+
+    try:
+        return DynamoDBBackend.list_page(head.rstrip(":"), limit=limit, token=token)
+    except MosaicNotFoundError:
+        return [], None

@@ -432,18 +432,24 @@ def _newest_generation(items: Iterable[dict[str, Any]]) -> int:
     return newest
 
 
-def encode_page_token(name: str) -> str:
-    """An opaque continuation token for the listing page after mosaic `name`."""
-    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+def encode_page_token(key: dict[str, Any]) -> str:
+    """An opaque continuation token for the listing page after the item `key`."""
+    text = json.dumps([key["mosaicId"]["S"], key["quadkey"]["S"]], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_page_token(token: str) -> str:
-    """The mosaic name a continuation token resumes after (InvalidMosaicError if malformed)."""
+def decode_page_token(token: str) -> dict[str, Any]:
+    """The table key a continuation token resumes after (InvalidMosaicError if malformed)."""
     try:
-        name = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        return validate_mosaic_name(name)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as err:
-        raise InvalidMosaicError(f"invalid page token {token!r}") from err
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        partition, sort = json.loads(text)
+        if not (isinstance(partition, str) and isinstance(sort, str)):
+            raise ValueError("not two strings")
+        if not (0 < len(partition) <= 300 and 0 < len(sort) <= 300):
+            raise ValueError("key out of range")
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as err:
+        raise InvalidMosaicError(f"invalid page token {token[:100]!r}") from err
+    return _key_of(partition, sort)
 
 
 # ---------------------------------------------------------------------- write plans
@@ -613,18 +619,22 @@ class _Lease:
                     self.lost = "another writer took the lock over"
                     return
                 continue  # transient: the next beat retries; `valid_until` bounds the wait
+            if self.lost:
+                return
             self.valid_until = self._safe_until(started)
 
     @property
     def valid(self) -> bool:
-        """Whether the writer may still write."""
-        return not self.lost and time.monotonic() < self.valid_until
+        """Whether the writer may still write. Once lapsed, never valid again: a renewal that
+        succeeds late must not let a writer go on after it skipped work."""
+        if not self.lost and time.monotonic() >= self.valid_until:
+            self.lost = "the writer lock could not be renewed in time"
+        return not self.lost
 
     def check(self) -> None:
         """Raise if the lease was lost or could not be renewed in time."""
         if not self.valid:
-            reason = self.lost or "the writer lock could not be renewed in time"
-            raise MosaicWriteError(f"write of {self.backend.input} stopped: {reason}")
+            raise MosaicWriteError(f"write of {self.backend.input} stopped: {self.lost}")
 
     def release(self) -> None:
         """Stop renewing and delete the lock (only if it is still ours)."""
@@ -1002,8 +1012,10 @@ class DynamoDBBackend(MosaicJSONBackend):
         def send(chunk: Sequence[dict[str, Any]]) -> None:
             pending = list(chunk)
             for attempt in range(settings.unprocessed_attempts):
-                if stop.is_set() or (lease is not None and not lease.valid):
-                    return
+                if stop.is_set():
+                    return  # another batch failed: that failure is raised
+                if lease is not None:
+                    lease.check()  # never skip a batch silently
                 answer = self.client.batch_write_item(RequestItems={self.table_name: pending})
                 pending = answer.get("UnprocessedItems", {}).get(self.table_name) or []
                 if not pending:
@@ -1556,7 +1568,7 @@ class DynamoDBBackend(MosaicJSONBackend):
             "Limit": max(LIST_SCAN_ITEMS, limit),
         }
         if token:
-            params["ExclusiveStartKey"] = _key_of(decode_page_token(token), METADATA_QUADKEY)
+            params["ExclusiveStartKey"] = decode_page_token(token)
         names: list[str] = []
         try:
             for _ in range(LIST_SCAN_CALLS):
@@ -1565,7 +1577,8 @@ class DynamoDBBackend(MosaicJSONBackend):
                     names.append(item["mosaicId"]["S"])
                     if len(names) == limit:
                         more = item is not page["Items"][-1] or page.get("LastEvaluatedKey")
-                        return names, encode_page_token(names[-1]) if more else None
+                        key = _key_of(names[-1], METADATA_QUADKEY)
+                        return names, encode_page_token(key) if more else None
                 last = page.get("LastEvaluatedKey")
                 if not last:
                     return names, None
@@ -1577,8 +1590,7 @@ class DynamoDBBackend(MosaicJSONBackend):
                 raise InvalidMosaicError(f"invalid page token {token!r}") from err
             raise aws.map_error(err, f"listing DynamoDB table {table!r}") from err
         # Budget spent: continue after the last item evaluated (a metadata item or not).
-        last_id = params["ExclusiveStartKey"]["mosaicId"]["S"]
-        return names, encode_page_token(last_id) if _valid_name(last_id) else None
+        return names, encode_page_token(params["ExclusiveStartKey"])
 
     @classmethod
     def create_table(cls, table: str, region: str | None = None, timeout: float = 60.0) -> bool:
@@ -1614,14 +1626,6 @@ class DynamoDBBackend(MosaicJSONBackend):
 
 def _key_id_key(item: dict[str, Any]) -> dict[str, Any]:
     return {"mosaicId": item["mosaicId"], "quadkey": item["quadkey"]}
-
-
-def _valid_name(name: str) -> bool:
-    try:
-        validate_mosaic_name(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _dynamodb_client(region: str) -> Any:

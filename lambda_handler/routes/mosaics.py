@@ -5,6 +5,7 @@ build or parse documents, not at startup.
 """
 
 import datetime as dt
+import uuid
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
@@ -209,6 +210,92 @@ def _build_document(body: MosaicSource, name: str, settings: ApiSettings | None)
     return from_urls(body.urls, minzoom=body.minzoom, maxzoom=body.maxzoom, **options)
 
 
+def addition_features(body: MosaicAddition, backend: Any) -> list[dict[str, Any]]:
+    """The footprint features a PATCH body adds (read from its URLs, or given)."""
+    if body.urls is not None:
+        from lambda_handler.mosaic.builder import get_footprints
+
+        return get_footprints(body.urls, tms=backend.mosaic_tms)
+    features = body.features or []
+    for index, feature in enumerate(features):
+        if not isinstance((feature.get("properties") or {}).get("path"), str):
+            raise InvalidMosaicError(f"feature #{index} has no 'properties.path' naming its asset")
+    return features
+
+
+def _planned_quadkeys(backend: Any, features: list[dict[str, Any]]) -> int:
+    """How many quadkeys an update with `features` touches (its addition's index)."""
+    from lambda_handler.mosaic.builder import from_features
+
+    current = backend.mosaic_def
+    addition = from_features(
+        features,
+        current.minzoom,
+        current.maxzoom,
+        quadkey_zoom=current.index_zoom,
+        tilematrixset=current.tilematrixset,
+        asset_prefix=current.asset_prefix,
+    )
+    return len(addition.tiles)
+
+
+def _needs_job(settings: ApiSettings, quadkeys: int) -> bool:
+    limit = settings.sync_write_max_quadkeys
+    return limit is not None and quadkeys > limit
+
+
+def _job_answer(
+    request: Request,
+    settings: ApiSettings,
+    operation: str,
+    mosaic_id: str,
+    body: BaseModel,
+    quadkeys: int,
+    document: Any = None,
+) -> JSONResponse:
+    """Hand a write too large for the request to a job: 202 with the job's status URL."""
+    from lambda_handler import jobs
+
+    try:
+        job = jobs.submit(
+            settings,
+            operation,
+            mosaic_id,
+            body.model_dump(mode="json", exclude_none=True),
+            quadkeys,
+            document=document,
+        )
+    except (jobs.JobTooLargeError, jobs.JobsUnavailableError) as err:
+        raise ApiError(413, str(err)) from err
+    url = str(request.url_for("job_status", job_id=job["id"]))
+    content = {**job, "links": {"status": url}}
+    return JSONResponse(content, status_code=202, headers={**NO_STORE, "Location": url})
+
+
+def _mosaic_links(request: Request, mosaic_id: str) -> dict[str, str]:
+    return {
+        "self": str(request.url_for("id:metadata", mosaic_id=mosaic_id)),
+        "tilejson": str(request.url_for("id:tilejson", mosaic_id=mosaic_id)),
+        "map": str(request.url_for("id:map", mosaic_id=mosaic_id)),
+    }
+
+
+def _token_page(request: Request, size: int, ids: list[str], token: str | None) -> JSONResponse:
+    """A listing page of a store paged by continuation token."""
+    base = str(request.url_for("list_mosaics"))
+    links = []
+    if token is not None:
+        links.append(
+            {"rel": "next", "href": base + "?" + urlencode({"limit": size, "token": token})}
+        )
+    content = {
+        "mosaics": [{"id": i, "links": _mosaic_links(request, i)} for i in ids],
+        "numberReturned": len(ids),
+        "links": links,
+    }
+    return JSONResponse(content, headers={"Cache-Control": "no-cache"})
+
+
 # ---------------------------------------------------------------------------- routes
 def mosaics_router() -> APIRouter:  # noqa: C901
     """`/mosaics` management routes."""
@@ -270,11 +357,23 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         settings: Settings,
         limit: Annotated[int | None, Query(ge=1, description="Page size.")] = None,
         offset: Annotated[int, Query(ge=0, description="Mosaics to skip.")] = 0,
+        token: Annotated[
+            str | None,
+            Query(max_length=1000, description="Continuation token of a paged store (`next`)."),
+        ] = None,
     ) -> JSONResponse:
-        """Ids of the stored mosaics, a page at a time (`next`/`prev` links)."""
+        """Ids of the stored mosaics, a page at a time (`next`/`prev` links). DynamoDB stores
+        are paged with a continuation token (each page costs the same on any table; a page may
+        hold fewer ids than `limit`, and there is no total)."""
         size = min(limit or settings.default_page_size, settings.max_page_size)
-        from lambda_handler.stores import list_mosaic_ids
+        from lambda_handler.stores import list_mosaic_ids, list_mosaic_page
 
+        try:
+            paged = list_mosaic_page(settings.mosaic_uri_template, size, token)
+        except InvalidMosaicError as err:
+            raise ApiError(422, str(err), "token") from err
+        if paged is not None:
+            return _token_page(request, size, *paged)
         ids = list_mosaic_ids(settings.mosaic_uri_template)
         page = ids[offset : offset + size]
         base = str(request.url_for("list_mosaics"))
@@ -315,6 +414,10 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         id is taken); answers its TileJSON."""
         uri = uri_for_id(body.id, settings)
         document = build_document(body, body.id, settings)
+        if _needs_job(settings, len(document.tiles)):
+            return _job_answer(
+                request, settings, "create", body.id, body, len(document.tiles), document
+            )
         backend = MosaicBackend(uri, mosaic_def=document)
         try:
             with mosaic_write_lock(uri):
@@ -337,6 +440,10 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         with open_backend(uri):
             pass  # 404 when missing (before building): PUT replaces, POST creates
         document = build_document(body, mosaic_id, settings)
+        if _needs_job(settings, len(document.tiles)):
+            return _job_answer(
+                request, settings, "replace", mosaic_id, body, len(document.tiles), document
+            )
         precondition = if_match_precondition(request, uri)
         with mosaic_write_lock(uri), open_backend(uri) as backend:
             backend.replace(document, precondition=precondition)
@@ -356,23 +463,30 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         precondition = if_match_precondition(request, uri)
         limits.check_addition(body, settings)
         with open_backend(uri) as backend:
-            if body.urls is not None:
-                from lambda_handler.mosaic.builder import get_footprints
-
-                features = get_footprints(body.urls, tms=backend.mosaic_tms)
-            else:
-                features = body.features or []
-                for index, feature in enumerate(features):
-                    if not isinstance((feature.get("properties") or {}).get("path"), str):
-                        raise InvalidMosaicError(
-                            f"feature #{index} has no 'properties.path' naming its asset"
-                        )
+            features = addition_features(body, backend)
+            # Additions over MOSAIC_API_SYNC_WRITE_MAX_QUADKEYS quadkeys run as a job (202).
+            if settings.sync_write_max_quadkeys is not None:
+                planned = _planned_quadkeys(backend, features)
+                if _needs_job(settings, planned):
+                    if body.urls is not None:  # footprints already read: the job needs not
+                        body = MosaicAddition(features=features, add_first=body.add_first)
+                    return _job_answer(request, settings, "update", mosaic_id, body, planned)
             # Footprints are read above, outside the lock; the merge happens on a fresh read.
             with mosaic_write_lock(uri):
                 backend.update(features, add_first=body.add_first, precondition=precondition)
             content = backend.mosaic_def.metadata()
             etag = mosaic_etag(uri, backend.revision, request.url.path)
         return JSONResponse(content, headers={**NO_STORE, "ETag": etag})
+
+    @router.get(
+        "/jobs/{job_id:uuid}", name="job_status", dependencies=writes, summary="Write job status"
+    )
+    def job_status(settings: Settings, job_id: uuid.UUID) -> JSONResponse:
+        """Status of an asynchronous write: pending, running, succeeded (with the mosaic's
+        version) or failed (with the status code and message of the error)."""
+        from lambda_handler import jobs
+
+        return JSONResponse(jobs.job_status(settings, str(job_id)), headers=NO_STORE)
 
     @router.delete("/{mosaic_id}", status_code=204, dependencies=writes, summary="Delete")
     def delete_mosaic(request: Request, settings: Settings, mosaic_id: MosaicIdPath) -> Response:
