@@ -607,8 +607,23 @@ def main() -> None:
         say("interrupted")
         sys.exit(130)
     except Exception as err:  # anything else: still one line and a non-zero exit code
+        if _interrupted(err):
+            say("interrupted")
+            sys.exit(130)
         _error(f"{type(err).__name__}: {err}")
         sys.exit(1)
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Ctrl-C turned into another error on its way up (numpy makes an interrupted import an
+    ImportError, for one)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 if __name__ == "__main__":

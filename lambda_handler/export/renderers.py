@@ -53,6 +53,24 @@ def _render_in_worker(x: int, y: int, z: int, tile_size: int, options: TileOptio
     return render_locally(_worker_backend, x, y, z, tile_size, options)
 
 
+def _start_workers_ignoring_sigint(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start every worker now, with SIGINT ignored while they are created: a new interpreter
+    keeps an inherited SIG_IGN, so a Ctrl-C during a worker's start-up cannot print a traceback
+    from it (the initializer covers the rest). A spawn pool starts one worker per submit."""
+    import os
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may change signal handlers; workers start lazily then
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for _ in range(workers):
+            pool.submit(os.getpid)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @dataclass
 class LocalRenderer:
     """Renders tiles from a backend URI in a pool of worker processes (single-machine mode)."""
@@ -67,12 +85,14 @@ class LocalRenderer:
 
         # "spawn": GDAL and threads do not survive fork() reliably.
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=context,
             initializer=_init_worker,
             initargs=(self.uri,),
         )
+        _start_workers_ignoring_sigint(pool, self.workers)
+        return pool
 
     def submit(self, pool: Executor, x: int, y: int, z: int, tile_size: int):
         """Schedule one tile."""
