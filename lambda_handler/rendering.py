@@ -98,6 +98,14 @@ def render_image(
                 "'min,max' range, or one per band",
             )
         image.rescale(in_range=rescale)
+    if output_format is None and colormap is None and str(image.data.dtype) != "uint8":
+        # As titiler: an automatic format (PNG or JPEG, by the mask) is always 8-bit, so a
+        # tile does not change type with its mask; values are scaled from the dataset
+        # statistics, else the data type's range.
+        from rasterio.dtypes import dtype_ranges
+
+        ranges = image.dataset_statistics or [dtype_ranges[str(image.data.dtype)]]
+        image.rescale(in_range=ranges)
     if colormap is not None and image.count != 1:
         raise RenderError(
             "colormap",

@@ -604,6 +604,14 @@ class MosaicJSONBackend(RioTilerBaseBackend):
         grid = matrix_grid(self.tms, z)
         return 0 <= x < grid.width and 0 <= y < grid.height
 
+    def tile_in_tms(self, x: int, y: int, z: int) -> bool:
+        """Whether (x, y, z) is a tile of the request TMS (any of its zooms, as titiler serves
+        zooms outside the mosaic's)."""
+        if not self.tms.minzoom <= z <= self.tms.maxzoom:
+            return False
+        grid = matrix_grid(self.tms, z)
+        return 0 <= x < grid.width and 0 <= y < grid.height
+
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         """Close resources held by the backend."""
         self.close()

@@ -131,19 +131,21 @@ def zoom_range(
 
 
 def check_tile(backend: "MosaicJSONBackend", x: int, y: int, z: int) -> None:
-    """404 unless (x, y, z) is a tile of the TMS, within the zooms and touching the mosaic."""
+    """404 unless (x, y, z) is a tile of the TMS; 204 when it does not touch the mosaic.
+
+    As titiler.mosaic: a zoom outside the mosaic's zooms still renders (maps over-zoom), and a
+    tile of the grid outside the mosaic's bounds is "no data here" (204), not an error."""
     from morecantile import Tile
     from rasterio.warp import transform_bounds
+    from rio_tiler.errors import NoAssetFoundError
 
     from lambda_handler.reading import GDAL_ERRORS
 
-    if not backend.minzoom <= z <= backend.maxzoom:
+    if not backend.tile_in_tms(x, y, z):
         raise OutsideMosaicError(
-            f"zoom {z} is outside the mosaic's zooms ({backend.minzoom}-{backend.maxzoom}) "
-            f"in {backend.tms.id}"
+            f"tile {z}/{x}/{y} does not exist in {backend.tms.id} "
+            f"(zooms {backend.tms.minzoom}-{backend.tms.maxzoom})"
         )
-    if not backend.tile_in_range(x, y, z):
-        raise OutsideMosaicError(f"tile {z}/{x}/{y} does not exist in {backend.tms.id}")
     tms = backend.tms
     try:
         west, south, east, north = tms.bounds(Tile(x=x, y=y, z=z))
@@ -155,7 +157,7 @@ def check_tile(backend: "MosaicJSONBackend", x: int, y: int, z: int) -> None:
         return  # cannot tell here: the readers decide
     mw, ms, me, mn = backend.bounds
     if not (west < me and east > mw and south < mn and north > ms):
-        raise OutsideMosaicError(f"tile {z}/{x}/{y} is outside the mosaic bounds")
+        raise NoAssetFoundError(f"tile {z}/{x}/{y} is outside the mosaic bounds")
 
 
 def check_point(backend: "MosaicJSONBackend", lon: float, lat: float) -> None:

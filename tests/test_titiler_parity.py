@@ -1,0 +1,82 @@
+"""titiler.mosaic's answers for the same requests (issue 15), through the app in process and
+over uvicorn. Differences kept on purpose are listed in the README ("Coming from cogeo-mosaic /
+titiler"): invalid parameters are 422 naming the parameter (titiler: 400 for a colormap on 3
+bands or a bad expression)."""
+
+import io
+
+import morecantile
+import numpy as np
+import pytest
+from rasterio.io import MemoryFile
+
+WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
+OVERLAP = (-78.15, 45.40)  # scenes a, b and c
+
+
+def tile_path(mosaic: str, lon: float, lat: float, z: int, suffix: str = "") -> str:
+    tile = WEB_MERCATOR.tile(lon, lat, z)
+    return f"/mosaics/{mosaic}/tiles/WebMercatorQuad/{z}/{tile.x}/{tile.y}{suffix}"
+
+
+def npy_values(response) -> np.ma.MaskedArray:
+    assert response.status_code == 200, response.text
+    array = np.load(io.BytesIO(response.content))
+    data, mask = array[:-1], array[-1]
+    return np.ma.MaskedArray(data, mask=np.repeat((mask == 0)[None], len(data), axis=0))
+
+
+def decoded(response) -> tuple[str, np.ndarray]:
+    with MemoryFile(response.content) as memfile, memfile.open() as src:
+        return src.driver, src.read()
+
+
+def test_no_extension_on_16_bit_data_is_an_8_bit_image_like_titiler(client):
+    """titiler's automatic format (PNG if any pixel is masked, else JPEG) is always 8-bit:
+    values scaled from the data type's range (0-65535 -> 0-255)."""
+    path = tile_path("scenes16", *OVERLAP, 10)
+    auto = client.get(path)
+    assert auto.status_code == 200, auto.text
+    assert auto.headers["content-type"] in ("image/png", "image/jpeg")
+    driver, pixels = decoded(auto)
+    assert pixels.dtype == np.uint8
+    raw = npy_values(client.get(path + ".npy"))
+    assert raw.dtype == np.uint16 and raw.max() > 255  # the case is a real 16-bit one
+    valid = ~np.ma.getmaskarray(raw)
+    expected = raw.data.astype(float) * 255 / 65535
+    if driver == "PNG":
+        assert np.all(np.abs(pixels[:3][valid] - expected[valid]) <= 1)
+    # An explicit .png keeps the 16 bits, as titiler's png.
+    driver, explicit = decoded(client.get(path + ".png"))
+    assert driver == "PNG" and explicit.dtype == np.uint16
+
+
+def test_zoom_outside_the_mosaic_zooms_renders(client):
+    """Maps over-zoom: titiler renders there (the same pixels, read at a higher zoom)."""
+    maxzoom = client.get("/mosaics/scenes").json()["maxzoom"]
+    deep = client.get(tile_path("scenes", *OVERLAP, maxzoom + 2, ".npy"))
+    values = npy_values(deep)
+    assert values.count() > 0
+    # Band values encode the scene (see lambda_handler.sample_data): scenes a, b, c here.
+    scenes = set(((values[0].compressed().astype(int) - 1) // 40 - 1).tolist())
+    assert scenes and scenes <= {0, 1, 2}
+    assert client.get(tile_path("scenes", *OVERLAP, maxzoom + 2, ".png")).status_code == 200
+
+
+def test_outside_the_bounds_is_204_outside_the_grid_is_404(client):
+    outside = client.get(tile_path("scenes", 10.0, 10.0, 9))
+    assert outside.status_code == 204 and "bounds" in outside.headers["x-reason"]
+    assert client.get("/mosaics/scenes/tiles/WebMercatorQuad/9/99999/1").status_code == 404
+    assert client.get("/mosaics/scenes/tiles/WebMercatorQuad/40/1/1").status_code in (404, 422)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"bidx": "5"}, "bidx"), ({"expression": "b5"}, "expression")],
+)
+def test_missing_band_is_422_naming_it(client, params, field):
+    response = client.get(tile_path("scenes", *OVERLAP, 10, ".png"), params=params)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    text = str(body)
+    assert field in text and "5" in text
