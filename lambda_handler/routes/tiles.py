@@ -61,6 +61,8 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown mosaic, or tile outside the mosaic, its zooms or the TMS."},
     424: {"description": "An asset could not be read (named in the message)."},
 }
+# The asset listings answer 204 when the index has no asset there (rio-tiler's NoAssetFound).
+NO_ASSET: dict[int | str, dict[str, Any]] = {204: {"description": "No asset there."}}
 # Tile route variants, most specific first: Starlette matches in registration order.
 TILE_PATHS = {
     "tile_scale_format": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}@{scale}x.{format}",
@@ -255,6 +257,7 @@ def mosaic_router(  # noqa: C901
         "/tiles/{tileMatrixSetId}/{z}/{x}/{y}/assets",
         name=route_name("tile_assets"),
         summary="Assets of a tile",
+        responses=NO_ASSET,
     )
     def tile_assets(
         request: Request, uri: Uri, z: ZPath, x: XPath, y: YPath, tileMatrixSetId: TmsPath
@@ -425,7 +428,10 @@ def mosaic_router(  # noqa: C901
         return _json({"coordinates": [lon, lat], "assets": assets}, etag)
 
     @router.get(
-        "/point/{lon},{lat}/assets", name=route_name("point_assets"), summary="Assets at a point"
+        "/point/{lon},{lat}/assets",
+        name=route_name("point_assets"),
+        summary="Assets at a point",
+        responses=NO_ASSET,
     )
     def point_assets(
         request: Request,
@@ -448,6 +454,7 @@ def mosaic_router(  # noqa: C901
         "/bbox/{minx},{miny},{maxx},{maxy}/assets",
         name=route_name("bbox_assets"),
         summary="Assets in a bounding box",
+        responses=NO_ASSET,
     )
     def bbox_assets(
         request: Request,
