@@ -80,3 +80,63 @@ def test_missing_band_is_422_naming_it(client, params, field):
     body = response.json()
     text = str(body)
     assert field in text and "5" in text
+
+
+# ---------------------------------------------------------------------------- WMTS
+WMTS_NS = {"w": "http://www.opengis.net/wmts/1.0", "ows": "http://www.opengis.net/ows/1.1"}
+
+
+def test_wmts_declares_gettile_provider_and_limits(client):
+    import xml.etree.ElementTree as ET
+
+    response = client.get("/mosaics/scenes/WMTSCapabilities.xml", params={"tile_format": "png"})
+    assert response.status_code == 200, response.text
+    root = ET.fromstring(response.content)
+    operations = {op.get("name") for op in root.iterfind(".//ows:Operation", WMTS_NS)}
+    assert {"GetCapabilities", "GetTile"} <= operations
+    assert root.find("ows:ServiceProvider/ows:ProviderName", WMTS_NS).text
+    limits = root.findall(".//w:TileMatrixSetLimits/w:TileMatrixLimits", WMTS_NS)
+    meta = client.get("/mosaics/scenes").json()
+    assert len(limits) == meta["maxzoom"] - meta["minzoom"] + 1
+    # The tile of a point inside the mosaic lies within the limits of its zoom; the limits
+    # are narrower than the whole matrix.
+    for limit in limits:
+        z = int(limit.find("w:TileMatrix", WMTS_NS).text)
+        tile = WEB_MERCATOR.tile(*OVERLAP, z)
+        rows = (
+            int(limit.find("w:MinTileRow", WMTS_NS).text),
+            int(limit.find("w:MaxTileRow", WMTS_NS).text),
+        )
+        cols = (
+            int(limit.find("w:MinTileCol", WMTS_NS).text),
+            int(limit.find("w:MaxTileCol", WMTS_NS).text),
+        )
+        assert rows[0] <= tile.y <= rows[1] and cols[0] <= tile.x <= cols[1]
+        assert (rows[1] - rows[0] + 1) * (cols[1] - cols[0] + 1) < 4**z or z == 0
+
+
+def test_gdal_wmts_driver_reads_the_mosaic(api_server):
+    """GDAL's WMTS driver (a real client, through rasterio) opens the capabilities over HTTP,
+    follows the RESTful ResourceURL and reads the same pixels the tile endpoint serves."""
+    import httpx
+    import rasterio
+    from rasterio.windows import from_bounds
+
+    url = f"WMTS:{api_server}/mosaics/scenes/WMTSCapabilities.xml?tile_format=png"
+    meta = httpx.get(f"{api_server}/mosaics/scenes").json()
+    z = meta["maxzoom"]
+    tile = WEB_MERCATOR.tile(*OVERLAP, z)
+    left, bottom, right, top = WEB_MERCATOR.xy_bounds(tile)
+    with rasterio.Env(GDAL_HTTP_TIMEOUT="30"), rasterio.open(url) as src:
+        assert src.crs.to_epsg() == 3857
+        window = (
+            from_bounds(left, bottom, right, top, src.transform).round_offsets().round_lengths()
+        )
+        # The layer's extent ends at the mosaic bounds: read past it, then compare inside.
+        data = src.read([1, 2, 3], window=window, boundless=True, fill_value=0)
+        inside = src.read(4, window=window, boundless=True, fill_value=0) > 0
+    served = npy_values(httpx.get(f"{api_server}{tile_path('scenes', *OVERLAP, z, '.npy')}"))
+    assert data.shape[1:] == served.shape[1:]
+    valid = ~np.ma.getmaskarray(served[0]) & inside
+    assert valid.sum() > 0.5 * valid.size
+    assert np.array_equal(data[:, valid], served.data[:, valid])

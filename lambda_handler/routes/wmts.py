@@ -19,6 +19,15 @@ def _crs_uri(tms: TileMatrixSet) -> str:
     return CRS_to_uri(tms.rasterio_crs) or tms.rasterio_crs.to_string()
 
 
+def _operation(name: str, href: str) -> str:
+    return (
+        f'<ows:Operation name="{name}"><ows:DCP><ows:HTTP>'
+        f'<ows:Get xlink:href={quoteattr(href)}><ows:Constraint name="GetEncoding">'
+        "<ows:AllowedValues><ows:Value>RESTful</ows:Value></ows:AllowedValues>"
+        "</ows:Constraint></ows:Get></ows:HTTP></ows:DCP></ows:Operation>"
+    )
+
+
 def _matrix(tms: TileMatrixSet, zoom: int) -> str:
     matrix = tms.matrix(zoom)
     first, second = matrix.pointOfOrigin
@@ -33,6 +42,50 @@ def _matrix(tms: TileMatrixSet, zoom: int) -> str:
         f"<MatrixHeight>{matrix.matrixHeight}</MatrixHeight>"
         "</TileMatrix>"
     )
+
+
+def _limits(tms: TileMatrixSet, zooms: range, bounds: Sequence[float]) -> str:
+    """TileMatrixSetLimits: per zoom, the rows and columns of the tiles holding `bounds`
+    (geographic), so clients do not ask for tiles outside the layer."""
+    import math
+
+    from pyproj import Transformer
+
+    west, south, east, north = bounds
+    to_tms = Transformer.from_crs(tms.geographic_crs, tms.crs._pyproj_crs, always_xy=True)
+    try:
+        left, bottom, right, top = to_tms.transform_bounds(west, south, east, north, 21)
+    except Exception:  # a projection that cannot hold the bounds: no limits, the whole matrix
+        return ""
+    if not all(math.isfinite(v) for v in (left, bottom, right, top)):
+        return ""
+    parts = []
+    for zoom in zooms:
+        matrix = tms.matrix(zoom)
+        origin_x, origin_y = tms._matrix_origin(matrix)
+        span_x = matrix.cellSize * matrix.tileWidth
+        span_y = matrix.cellSize * matrix.tileHeight
+        top_left = matrix.cornerOfOrigin != "bottomLeft"
+
+        def clamp(value: float, size: int) -> int:
+            return min(max(int(math.floor(value)), 0), size - 1)
+
+        col_min = clamp((left - origin_x) / span_x, matrix.matrixWidth)
+        col_max = clamp((right - origin_x) / span_x - 1e-9, matrix.matrixWidth)
+        if top_left:
+            row_min = clamp((origin_y - top) / span_y, matrix.matrixHeight)
+            row_max = clamp((origin_y - bottom) / span_y - 1e-9, matrix.matrixHeight)
+        else:
+            row_min = clamp((bottom - origin_y) / span_y, matrix.matrixHeight)
+            row_max = clamp((top - origin_y) / span_y - 1e-9, matrix.matrixHeight)
+        parts.append(
+            "<TileMatrixLimits>"
+            f"<TileMatrix>{escape(str(matrix.id))}</TileMatrix>"
+            f"<MinTileRow>{row_min}</MinTileRow><MaxTileRow>{row_max}</MaxTileRow>"
+            f"<MinTileCol>{col_min}</MinTileCol><MaxTileCol>{col_max}</MaxTileCol>"
+            "</TileMatrixLimits>"
+        )
+    return f"<TileMatrixSetLimits>{''.join(parts)}</TileMatrixSetLimits>"
 
 
 def capabilities(
@@ -66,10 +119,13 @@ def capabilities(
         "<ows:ServiceType>OGC WMTS</ows:ServiceType>"
         "<ows:ServiceTypeVersion>1.0.0</ows:ServiceTypeVersion>"
         "</ows:ServiceIdentification>"
-        '<ows:OperationsMetadata><ows:Operation name="GetCapabilities"><ows:DCP><ows:HTTP>'
-        f'<ows:Get xlink:href={quoteattr(self_url)}><ows:Constraint name="GetEncoding">'
-        "<ows:AllowedValues><ows:Value>RESTful</ows:Value></ows:AllowedValues>"
-        "</ows:Constraint></ows:Get></ows:HTTP></ows:DCP></ows:Operation>"
+        # ServiceProvider and a RESTful GetTile operation: OWSLib's gettile() needs the
+        # operation declared, as titiler's document does.
+        "<ows:ServiceProvider><ows:ProviderName>lambda-mosaic-tiler</ows:ProviderName>"
+        "</ows:ServiceProvider>"
+        "<ows:OperationsMetadata>"
+        f"{_operation('GetCapabilities', self_url)}"
+        f"{_operation('GetTile', resource_url.split('{')[0])}"
         "</ows:OperationsMetadata>"
         "<Contents><Layer>"
         f"<ows:Title>{escape(title)}</ows:Title>"
@@ -80,7 +136,8 @@ def capabilities(
         "</ows:WGS84BoundingBox>"
         '<Style isDefault="true"><ows:Identifier>default</ows:Identifier></Style>'
         f"<Format>{escape(fmt)}</Format>"
-        f"<TileMatrixSetLink><TileMatrixSet>{escape(tms.id)}</TileMatrixSet></TileMatrixSetLink>"
+        f"<TileMatrixSetLink><TileMatrixSet>{escape(tms.id)}</TileMatrixSet>"
+        f"{_limits(tms, zooms, bounds)}</TileMatrixSetLink>"
         f'<ResourceURL format={quoteattr(fmt)} resourceType="tile" '
         f"template={quoteattr(resource_url)}/>"
         "</Layer>"
