@@ -128,6 +128,8 @@ TILE_PATH_MODULES = (
     "lambda_handler.backends.base",
     "rio_tiler.mosaic.reader",
     "rasterio.warp",
+    # The first connection to a host name encodes it with the idna codec (S3, DynamoDB, HTTP).
+    "encodings.idna",
 )
 STORE_MODULES = {
     "dynamodb": "lambda_handler.backends.dynamodb",

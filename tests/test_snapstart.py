@@ -281,3 +281,47 @@ def test_clients_built_after_a_restore_reuse_the_parsed_models(monkeypatch):
     assert read == []
     assert aws._loader.search_paths == paths  # boto3's data directory is not appended again
     aws.clear_clients()
+
+
+RESTORED_TILE = """
+import json, sys
+import lambda_handler.handler as handler
+import snapshot_restore_py as registry
+
+for hook, args, kwargs in registry.get_before_snapshot():
+    hook(*args, **kwargs)
+for hook, args, kwargs in registry.get_after_restore():
+    hook(*args, **kwargs)
+before = set(sys.modules)
+response = handler.handler(json.loads(sys.argv[1]))
+print(json.dumps({"status": response["statusCode"], "imported": sorted(set(sys.modules) - before)}))
+"""
+
+
+def test_after_a_restore_the_first_tile_imports_nothing(bundle, sample_cogs, tmp_path):
+    from lambda_handler.mosaic.builder import from_urls
+    from tests.lambda_support import OVERLAP, http_api_event, tile_path
+
+    document = from_urls(sample_cogs, minzoom=7, maxzoom=12)
+    (tmp_path / "scenes.json").write_text(document.model_dump_json(exclude_none=True))
+    python, path = bundle
+    env = {
+        **LAMBDA_ENV,
+        "PYTHONPATH": path,
+        "LANG": "C.UTF-8",
+        "MOSAIC_API_MOSAIC_URI_TEMPLATE": f"file://{tmp_path}/{{mosaic_id}}.json",
+    }
+    event = http_api_event(tile_path("scenes", *OVERLAP, 10))
+    done = subprocess.run(
+        ["env", "-i", *(f"{k}={v}" for k, v in env.items()), python, "-S", "-c", RESTORED_TILE]
+        + [json.dumps(event)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["status"] == 200
+    # Init imported the whole tile path: the first request after a restore imports nothing.
+    assert out["imported"] == []
