@@ -160,9 +160,12 @@ def submit(
     body: dict[str, Any],
     quadkeys: int,
     document: Any = None,
+    if_match: str | None = None,
+    path: str | None = None,
 ) -> dict[str, Any]:
     """Record a job and start it; returns its record. `document` (the built MosaicJSON) saves
-    a rebuild when the job runs in this process."""
+    a rebuild when the job runs in this process; `if_match` (the request's header) and `path`
+    (the request's path) make the job's write conditional, as the request's would have been."""
     if operation not in OPERATIONS:
         raise ValueError(f"unknown job operation {operation!r}")
     store = job_store(settings)
@@ -176,6 +179,8 @@ def submit(
         "updated": _now(),
         "body": body,
     }
+    if if_match is not None:
+        job.update({"if_match": if_match, "path": path})
     if in_lambda():
         payload = json.dumps({JOB_EVENT_KEY: job})
         if len(payload.encode()) > MAX_EVENT_BYTES:
@@ -257,20 +262,26 @@ def _execute(job: dict[str, Any], settings: ApiSettings, document: Any) -> dict[
 
     mosaic_id, operation = job["mosaic_id"], job["operation"]
     uri = uri_for_id(mosaic_id, settings)
+    precondition = None
+    if job.get("if_match") is not None and operation != "create":
+        from lambda_handler.routes.write_locks import if_match_check
+
+        precondition = if_match_check(job["if_match"], uri, job["path"])
     if operation == "update":
         addition = MosaicAddition.model_validate(job["body"])
         with MosaicBackend(uri) as backend:
             features = addition_features(addition, backend)
             # No in-process write lock: a long job must not hold up the requests' writes (the
             # store's own guard arbitrates; a DynamoDB writer meanwhile gets a clear 409).
-            backend.update(features, add_first=addition.add_first)
+            backend.update(features, add_first=addition.add_first, precondition=precondition)
             return {"version": backend.mosaic_def.version}
     body = MosaicSource.model_validate({k: v for k, v in job["body"].items() if k != "id"})
     if document is None:
         document = build_document(body, mosaic_id, settings)
     if operation == "replace":
         with MosaicBackend(uri) as backend:
-            backend.replace(document)  # MosaicNotFoundError: PUT replaces, POST creates
+            # MosaicNotFoundError: PUT replaces, POST creates
+            backend.replace(document, precondition=precondition)
         return {"version": document.version}
     backend = MosaicBackend(uri, mosaic_def=document)
     try:

@@ -136,6 +136,18 @@ def test_large_writes_run_as_jobs(dynamodb_api, moto_server, monkeypatch):
         job = wait_for_job(http, answer.headers["Location"])
         assert job["status"] == "succeeded" and job["result"]["version"] == "1.0.1", job
 
+        # If-Match is checked by the job, on the copy it is about to change
+        etag = http.get("/mosaics/large").headers["ETag"]
+        stale = {"If-Match": '"not-the-etag"', **AUTH}
+        answer = http.patch("/mosaics/large", json={"features": [feature]}, headers=stale)
+        assert answer.status_code == 202, answer.text
+        job = wait_for_job(http, answer.headers["Location"])
+        assert job["status"] == "failed" and job["error"]["status"] == 412, job
+        current = {"If-Match": etag, **AUTH}
+        answer = http.patch("/mosaics/large", json={"features": [feature]}, headers=current)
+        job = wait_for_job(http, answer.headers["Location"])
+        assert job["status"] == "succeeded" and job["result"]["version"] == "1.0.2", job
+
         # a job that fails says why, with the status code the request would have had
         answer = http.post("/mosaics", json=body, headers=AUTH)
         assert answer.status_code == 202
@@ -147,7 +159,7 @@ def test_large_writes_run_as_jobs(dynamodb_api, moto_server, monkeypatch):
         monkeypatch.setenv(name, value)
     with MosaicBackend(f"dynamodb:///{table}:large") as backend:
         stored = backend.to_document().tiles
-        assert backend.mosaic_def.version == "1.0.1"
+        assert backend.mosaic_def.version == "1.0.2"
     two = tiles_document(9, "two")["tiles"]
     assert set(stored) == set(two)
     for quadkey, assets in stored.items():

@@ -264,6 +264,8 @@ def _job_answer(
             body.model_dump(mode="json", exclude_none=True),
             quadkeys,
             document=document,
+            if_match=request.headers.get("if-match"),
+            path=request.url.path,
         )
     except (jobs.JobTooLargeError, jobs.JobsUnavailableError) as err:
         raise ApiError(413, str(err)) from err

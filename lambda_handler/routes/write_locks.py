@@ -54,8 +54,13 @@ def if_match_precondition(
     header = request.headers.get("if-match")
     if header is None:
         return None
+    return if_match_check(header, uri, request.url.path)
+
+
+def if_match_check(header: str, uri: str, path: str) -> "Callable[[MosaicJSONBackend], None]":
+    """The precondition of an `If-Match` header value sent to `path` (also checked by
+    asynchronous write jobs, which run after the request)."""
     wanted = {tag.strip() for tag in header.split(",") if tag.strip()}
-    path = request.url.path
 
     def check(backend: "MosaicJSONBackend") -> None:
         if "*" in wanted:
