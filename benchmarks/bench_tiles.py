@@ -8,8 +8,9 @@ index's assets and encodes it as PNG: the work any server has to do.
 
 Targets: our p50 ≤ 0.8 × the peer's at every zoom; our p50 ≤ 1.1 × the bare read's.
 
-Run: `python benchmarks/bench_tiles.py [--rounds 3]` (needs the `bench` extra:
-`pip install -e ".[bench]"`).
+Run: `.venv/bin/python benchmarks/bench_tiles.py --setup local [--rounds 3]` (needs the
+`bench` extra). The default setup, `deployed`, is the one of issue 13: see
+benchmarks/bench_tiles_deployed.py.
 """
 
 import argparse
@@ -137,7 +138,21 @@ def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="Timed passes over the tiles.")
+    parser.add_argument(
+        "--setup",
+        choices=("deployed", "local"),
+        default="deployed",
+        help="deployed: COGs on S3 and the mosaic in DynamoDB behind a latency proxy; "
+        "local: files on disk.",
+    )
+    parser.add_argument("--delay-ms", type=float, default=20.0, help="Proxy delay per request.")
+    parser.add_argument("--tiles", type=int, default=12, help="Tiles per zoom (deployed).")
     args = parser.parse_args()
+    if args.setup == "deployed":
+        from bench_tiles_deployed import run_deployed
+
+        run_deployed(args.rounds, args.delay_ms, args.tiles)
+        return
 
     from lambda_handler.mosaic.builder import from_urls
     from lambda_handler.sample_data import generate_scenes

@@ -16,6 +16,13 @@ def _default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def _io_threads() -> int:
+    # Deployed, each asset open waits on S3 round trips (20-50 ms each, several per open):
+    # 4 readers per core overlap that wait; decoding still shares the cores
+    # (benchmarks/bench_tiles_deployed.py, issue 13).
+    return max(4, min(4 * (os.cpu_count() or 1), 32))
+
+
 class CacheSettings(BaseSettings):
     """In-process cache of mosaic metadata and quadkey lookups."""
 
@@ -174,7 +181,11 @@ class ApiSettings(BaseSettings):
     cache_control: str | None = Field(
         "public, max-age=3600", description="Cache-Control of tiles and mosaic metadata."
     )
-    threads: int = Field(default_factory=_default_threads, ge=1, description="Asset readers.")
+    threads: int = Field(
+        default_factory=_io_threads,
+        ge=1,
+        description="Asset readers per tile (sized for S3 round trips, not only for cores).",
+    )
     max_tile_size: int = Field(2048, ge=64, description="Largest tile edge, in pixels.")
     default_page_size: int = Field(100, ge=1)
     max_page_size: int = Field(1000, ge=1)
