@@ -140,3 +140,89 @@ def test_gdal_wmts_driver_reads_the_mosaic(api_server):
     valid = ~np.ma.getmaskarray(served[0]) & inside
     assert valid.sum() > 0.5 * valid.size
     assert np.array_equal(data[:, valid], served.data[:, valid])
+
+
+# ---------------------------------------------------------------------------- notebook 004
+def test_color_formula_is_applied_like_rio_tiler(client):
+    """titiler's `color_formula`: applied after rescale, the same as rio-tiler's
+    apply_color_formula on the tile's data (what the export's local mode does)."""
+    from rio_tiler.models import ImageData
+
+    formula = "gamma RGB 3.5, saturation 1.7, sigmoidal RGB 15 0.35"
+    path = tile_path("scenes", *OVERLAP, 10)
+    raw = npy_values(client.get(path + ".npy"))
+    image = ImageData(raw.copy())
+    image.apply_color_formula(formula)
+    formulated = npy_values(client.get(path + ".npy", params={"color_formula": formula}))
+    valid = ~np.ma.getmaskarray(raw)
+    assert np.array_equal(formulated.data[valid], image.array.data[valid])
+    assert not np.array_equal(formulated.data[valid], raw.data[valid])
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"bands": "4,3,2"}, "bands"),
+        ({"color_ops": "gamma RGB 3.5"}, "color_ops"),
+        ({"expr": "b4,b3,b2"}, "expr"),
+        ({"pixel_selection": "lastband"}, "pixel_selection"),
+        ({"color_formula": "nonsense 5"}, "color_formula"),
+    ],
+)
+def test_notebook_004_parameters_are_refused_naming_them(client, params, named):
+    """Each parameter of cogeo-mosaic's distributed-processing notebook is either supported
+    (`pixel_selection=median`, `color_formula`) or a 422 naming it, never ignored."""
+    response = client.get(tile_path("scenes", *OVERLAP, 10, ".png"), params=params)
+    assert response.status_code == 422, response.text
+    assert named in str(response.json())
+    median = client.get(
+        tile_path("scenes", *OVERLAP, 10, ".png"), params={"pixel_selection": "median"}
+    )
+    assert median.status_code == 200
+    # Unknown parameters stay ignored, as in titiler (map clients add cache-busting ones).
+    assert (
+        client.get(tile_path("scenes", *OVERLAP, 10, ".png"), params={"_": "1"}).status_code == 200
+    )
+
+
+def test_export_color_formula_same_in_endpoint_and_local_modes(api_server, api_store, tmp_path):
+    """`mosaic-tiler export --color-formula`: the endpoint mode sends `color_formula` to the
+    tile route, which applies it as the local mode does: the same GeoTIFF pixels."""
+    import rasterio
+
+    from lambda_handler.export import export_mosaic
+    from lambda_handler.export.options import TileOptions
+
+    options = TileOptions(color_formula="gamma RGB 3.5, saturation 1.7, sigmoidal RGB 15 0.35")
+    area, zoom = (-78.3, 45.3, -78.0, 45.5), 9
+    remote = export_mosaic(
+        tmp_path / "remote.tif", zoom, bbox=area, endpoint=api_server, mosaic_id="scenes",
+        concurrency=2, options=options,
+    )  # fmt: skip
+    local = export_mosaic(
+        tmp_path / "local.tif", zoom, bbox=area, uri=api_store.uri("scenes"), concurrency=2,
+        options=options,
+    )  # fmt: skip
+    plain = export_mosaic(
+        tmp_path / "plain.tif", zoom, bbox=area, uri=api_store.uri("scenes"), concurrency=2
+    )
+    assert remote.assembled and local.assembled and plain.assembled
+    arrays = {}
+    for name in ("remote", "local", "plain"):
+        with rasterio.open(tmp_path / f"{name}.tif") as src:
+            arrays[name] = (src.read(), src.dataset_mask())
+    (remote_data, remote_mask), (local_data, local_mask) = arrays["remote"], arrays["local"]
+    assert remote_mask.any() and np.array_equal(remote_mask, local_mask)
+    valid = remote_mask > 0
+    assert np.array_equal(remote_data[:, valid], local_data[:, valid])
+    assert not np.array_equal(remote_data[:, valid], arrays["plain"][0][:, valid])
+
+
+def test_info_geojson_is_the_info_as_a_feature(client):
+    info = client.get("/mosaics/scenes/info").json()
+    feature = client.get("/mosaics/scenes/info.geojson").json()
+    assert feature["type"] == "Feature" and feature["properties"] == info
+    west, south, east, north = info["bounds"]
+    assert feature["bbox"] == [west, south, east, north]
+    assert feature["geometry"]["coordinates"][0][2] == [east, north]
+    assert client.get("/mosaics/nope/info.geojson").status_code == 404

@@ -294,10 +294,43 @@ class RenderParams:
     return_mask: Annotated[
         bool | None, Query(description="Add the mask to the image (alpha). Defaults to true.")
     ] = None
+    color_formula: Annotated[
+        str | None,
+        Query(
+            description="rio-color formula applied after rescale, e.g. `gamma RGB 3.5, "
+            "saturation 1.7, sigmoidal RGB 15 0.35` (titiler's parameter).",
+            max_length=1000,
+        ),
+    ] = None
+    # The names of cogeo-mosaic's distributed-processing notebook (an older tiler's): refused
+    # with the parameter to use, never silently ignored (the tile would look plausible).
+    bands: Annotated[
+        str | None, Query(description="Not supported: use `bidx` (repeat it per band).")
+    ] = None
+    color_ops: Annotated[str | None, Query(description="Not supported: use `color_formula`.")] = (
+        None
+    )
+    expr: Annotated[str | None, Query(description="Not supported: use `expression`.")] = None
     ranges: list[tuple[float, float]] | None = field(init=False, default=None)
     colormap_value: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        for name, instead in (
+            ("bands", "bidx (repeated: bidx=4&bidx=3&bidx=2)"),
+            ("color_ops", "color_formula"),
+            ("expr", "expression (bands as b1, b2…)"),
+        ):
+            if getattr(self, name) is not None:
+                raise invalid(name, f"not a parameter of this tiler: use {instead}")
+        if self.color_formula is not None:
+            from color_operations import parse_operations
+
+            try:
+                operations = list(parse_operations(self.color_formula))
+            except (ValueError, KeyError, IndexError, TypeError) as err:
+                raise invalid("color_formula", f"invalid formula: {err}") from err
+            if not operations:
+                raise invalid("color_formula", "the formula has no operation")
         if self.rescale:
             self.ranges = []
             for text in self.rescale:

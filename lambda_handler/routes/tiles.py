@@ -165,6 +165,31 @@ def mosaic_router(  # noqa: C901
                 return cached
             return _json(backend.info(quadkeys=quadkeys).model_dump(mode="json"), etag)
 
+    @router.get("/info.geojson", name=route_name("info_geojson"), summary="Mosaic info (GeoJSON)")
+    def info_geojson(
+        request: Request,
+        uri: Uri,
+        quadkeys: Annotated[bool, Query(description="List the index's quadkeys.")] = False,
+    ) -> Any:
+        """The info as a GeoJSON Feature of the mosaic's bounds (titiler's `/info.geojson`)."""
+        with open_backend(uri) as backend:
+            etag = make_etag(uri, cache_version(backend), request)
+            if cached := not_modified(request, etag):
+                return cached
+            west, south, east, north = (float(v) for v in backend.bounds)
+            feature = {
+                "type": "Feature",
+                "bbox": [west, south, east, north],
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [[west, south], [east, south], [east, north], [west, north], [west, south]]
+                    ],
+                },
+                "properties": backend.info(quadkeys=quadkeys).model_dump(mode="json"),
+            }
+            return _json(feature, etag)
+
     @router.get("/bounds", name=route_name("bounds"), summary="Mosaic bounds")
     def bounds(request: Request, uri: Uri) -> Any:
         """Bounds of the mosaic in its geographic CRS."""
@@ -230,6 +255,7 @@ def mosaic_router(  # noqa: C901
             rescale=render.ranges,
             colormap=render.colormap_value,
             return_mask=render.add_mask,
+            color_formula=render.color_formula,
         )
         timings.append(("render", round((time.perf_counter() - start) * 1000, 2)))
         headers = {
