@@ -226,3 +226,36 @@ def test_info_geojson_is_the_info_as_a_feature(client):
     assert feature["bbox"] == [west, south, east, north]
     assert feature["geometry"]["coordinates"][0][2] == [east, north]
     assert client.get("/mosaics/nope/info.geojson").status_code == 404
+
+
+def test_ogc_tilesets_and_tilesize(client):
+    """titiler's `/tiles` (one tileset per supported TMS), `/tiles/{tileMatrixSetId}` (with
+    TileMatrixSetLimits holding the mosaic's tiles) and `tilesize=` beside `@2x`."""
+    from lambda_handler.routes.dependencies import tms_ids
+
+    listing = client.get("/mosaics/scenes/tiles")
+    assert listing.status_code == 200, listing.text
+    tilesets = listing.json()["tilesets"]
+    assert len(tilesets) == len(tms_ids())
+    assert all(t["dataType"] == "map" and t["links"] for t in tilesets)
+    one = client.get("/mosaics/scenes/tiles/WebMercatorQuad").json()
+    assert one["crs"].endswith("3857")
+    meta = client.get("/mosaics/scenes").json()
+    limits = {limit["tileMatrix"]: limit for limit in one["tileMatrixSetLimits"]}
+    assert sorted(int(z) for z in limits) == list(range(meta["minzoom"], meta["maxzoom"] + 1))
+    for z, limit in limits.items():
+        tile = WEB_MERCATOR.tile(*OVERLAP, int(z))
+        assert limit["minTileCol"] <= tile.x <= limit["maxTileCol"]
+        assert limit["minTileRow"] <= tile.y <= limit["maxTileRow"]
+    template = next(link["href"] for link in one["links"] if link["rel"] == "item")
+    tile = WEB_MERCATOR.tile(*OVERLAP, meta["maxzoom"])
+    href = template.format(z=tile.z, x=tile.x, y=tile.y)
+    href = href[href.index("/mosaics/") :]
+    assert client.get(href).status_code == 200
+    assert client.get("/mosaics/scenes/tiles/NoSuchTMS").status_code in (404, 422)
+
+    path = tile_path("scenes", *OVERLAP, meta["maxzoom"])
+    big = npy_values(client.get(path + ".npy", params={"tilesize": 512}))
+    at2x = npy_values(client.get(path + "@2x.npy"))
+    assert big.shape[1:] == (512, 512)
+    assert np.array_equal(big.data, at2x.data) and np.array_equal(big.mask, at2x.mask)

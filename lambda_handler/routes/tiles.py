@@ -190,6 +190,54 @@ def mosaic_router(  # noqa: C901
             }
             return _json(feature, etag)
 
+    def tileset(request: Request, backend: Any, tms_id: str, with_limits: bool) -> dict:
+        """OGC API Tiles tileset description of the mosaic in one TMS (titiler's shape)."""
+        tms = get_tms(tms_id)
+        minzoom, maxzoom = _document_zooms(backend, tms, TileJSONParams())
+        self_url = str(request.url_for(route_name("tileset"), **_tileset_params(request, tms_id)))
+        template = tile_url(request, tms_id, None, 1, cache_version(backend))
+        west, south, east, north = (float(v) for v in backend.bounds)
+        description: dict[str, Any] = {
+            "title": f"{backend.mosaic_def.name or 'mosaic'} tileset tiled using {tms_id}",
+            "dataType": "map",
+            "crs": wmts.crs_uri(tms),
+            "boundingBox": {
+                "lowerLeft": [west, south],
+                "upperRight": [east, north],
+                "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+            },
+            "links": [
+                {"href": self_url, "rel": "self", "type": "application/json"},
+                {
+                    "href": template.replace("%7B", "{").replace("%7D", "}"),
+                    "rel": "item",
+                    "type": "image/png",
+                    "templated": True,
+                },
+            ],
+        }
+        if with_limits:
+            description["tileMatrixSetLimits"] = wmts.matrix_limits(
+                tms, range(minzoom, maxzoom + 1), backend.bounds
+            )
+        return description
+
+    @router.get("/tiles", name=route_name("tilesets"), summary="Tilesets (OGC API Tiles)")
+    def tilesets(request: Request, uri: Uri) -> Any:
+        """One tileset per supported TileMatrixSet (titiler's `/tiles`)."""
+        from lambda_handler.routes.dependencies import tms_ids
+
+        with open_backend(uri) as backend:
+            return _json({"tilesets": [tileset(request, backend, t, False) for t in tms_ids()]})
+
+    @router.get(
+        "/tiles/{tileMatrixSetId}", name=route_name("tileset"), summary="Tileset (OGC API Tiles)"
+    )
+    def tileset_route(request: Request, uri: Uri, tileMatrixSetId: TmsPath) -> Any:  # noqa: N803
+        """The tileset of one TileMatrixSet, with its TileMatrixSetLimits."""
+        with open_backend(uri) as backend:
+            return _json(tileset(request, backend, tileMatrixSetId, True))
+
     @router.get("/bounds", name=route_name("bounds"), summary="Mosaic bounds")
     def bounds(request: Request, uri: Uri) -> Any:
         """Bounds of the mosaic in its geographic CRS."""
@@ -550,6 +598,11 @@ def _document_zooms(backend: Any, tms: Any, params: TileJSONParams) -> tuple[int
     low, high = tms.minzoom, tms.maxzoom
     minzoom, maxzoom = min(max(minzoom, low), high), min(max(maxzoom, low), high)
     return minzoom, max(minzoom, maxzoom)
+
+
+def _tileset_params(request: Request, tms_id: str) -> dict[str, str]:
+    params = {k: v for k, v in request.path_params.items() if k == "mosaic_id"}
+    return {**params, "tileMatrixSetId": tms_id}
 
 
 def _path_names(path: str) -> set[str]:

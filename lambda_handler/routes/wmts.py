@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from morecantile import TileMatrixSet
 
 
-def _crs_uri(tms: TileMatrixSet) -> str:
+def crs_uri(tms: TileMatrixSet) -> str:
+    """The CRS URI of a TileMatrixSet."""
     srs = getattr(tms.crs, "srs", None)
     if isinstance(srs, str) and srs:
         return srs
@@ -44,9 +45,9 @@ def _matrix(tms: TileMatrixSet, zoom: int) -> str:
     )
 
 
-def _limits(tms: TileMatrixSet, zooms: range, bounds: Sequence[float]) -> str:
-    """TileMatrixSetLimits: per zoom, the rows and columns of the tiles holding `bounds`
-    (geographic), so clients do not ask for tiles outside the layer."""
+def matrix_limits(tms: TileMatrixSet, zooms: range, bounds: Sequence[float]) -> list[dict]:
+    """Per zoom, the rows and columns of the tiles holding `bounds` (geographic): OGC's
+    TileMatrixSetLimits (empty when the TMS's projection cannot hold the bounds)."""
     import math
 
     from pyproj import Transformer
@@ -56,10 +57,10 @@ def _limits(tms: TileMatrixSet, zooms: range, bounds: Sequence[float]) -> str:
     try:
         left, bottom, right, top = to_tms.transform_bounds(west, south, east, north, 21)
     except Exception:  # a projection that cannot hold the bounds: no limits, the whole matrix
-        return ""
+        return []
     if not all(math.isfinite(v) for v in (left, bottom, right, top)):
-        return ""
-    parts = []
+        return []
+    limits = []
     for zoom in zooms:
         matrix = tms.matrix(zoom)
         origin_x, origin_y = tms._matrix_origin(matrix)
@@ -78,14 +79,31 @@ def _limits(tms: TileMatrixSet, zooms: range, bounds: Sequence[float]) -> str:
         else:
             row_min = clamp((bottom - origin_y) / span_y, matrix.matrixHeight)
             row_max = clamp((top - origin_y) / span_y - 1e-9, matrix.matrixHeight)
-        parts.append(
-            "<TileMatrixLimits>"
-            f"<TileMatrix>{escape(str(matrix.id))}</TileMatrix>"
-            f"<MinTileRow>{row_min}</MinTileRow><MaxTileRow>{row_max}</MaxTileRow>"
-            f"<MinTileCol>{col_min}</MinTileCol><MaxTileCol>{col_max}</MaxTileCol>"
-            "</TileMatrixLimits>"
+        limits.append(
+            {
+                "tileMatrix": str(matrix.id),
+                "minTileRow": row_min,
+                "maxTileRow": row_max,
+                "minTileCol": col_min,
+                "maxTileCol": col_max,
+            }
         )
-    return f"<TileMatrixSetLimits>{''.join(parts)}</TileMatrixSetLimits>"
+    return limits
+
+
+def _limits(tms: TileMatrixSet, zooms: range, bounds: Sequence[float]) -> str:
+    """TileMatrixSetLimits XML, so clients do not ask for tiles outside the layer."""
+    parts = [
+        "<TileMatrixLimits>"
+        f"<TileMatrix>{escape(limit['tileMatrix'])}</TileMatrix>"
+        f"<MinTileRow>{limit['minTileRow']}</MinTileRow>"
+        f"<MaxTileRow>{limit['maxTileRow']}</MaxTileRow>"
+        f"<MinTileCol>{limit['minTileCol']}</MinTileCol>"
+        f"<MaxTileCol>{limit['maxTileCol']}</MaxTileCol>"
+        "</TileMatrixLimits>"
+        for limit in matrix_limits(tms, zooms, bounds)
+    ]
+    return f"<TileMatrixSetLimits>{''.join(parts)}</TileMatrixSetLimits>" if parts else ""
 
 
 def capabilities(
@@ -143,7 +161,7 @@ def capabilities(
         "</Layer>"
         "<TileMatrixSet>"
         f"<ows:Identifier>{escape(tms.id)}</ows:Identifier>"
-        f"<ows:SupportedCRS>{escape(_crs_uri(tms))}</ows:SupportedCRS>"
+        f"<ows:SupportedCRS>{escape(crs_uri(tms))}</ows:SupportedCRS>"
         f"{matrices}"
         "</TileMatrixSet>"
         "</Contents>"
