@@ -191,8 +191,9 @@ class MosaicTilerProps:
     log_level: str = "INFO"
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
     write_cors_origins: list[str] = field(default_factory=list)  # none: no browser writes
-    # Issue 18's asynchronous write jobs: the writer may run 900 s and invoke itself.
-    writer_async_jobs: bool = False
+    # Writes too large for API Gateway's 30 s run as jobs (202 + status URL): the writer
+    # invokes itself asynchronously and may then run Lambda's 900 s. Off: such writes fail.
+    writer_async_jobs: bool = True
     bundle: BundleSpec | None = None  # None: the default spec for `architecture`
 
     def __post_init__(self) -> None:

@@ -88,9 +88,12 @@ WRITE_METHODS = (
     apigw.HttpMethod.PATCH,
     apigw.HttpMethod.DELETE,
 )
-# Issue 18's write jobs: the writer invokes itself asynchronously and may run Lambda's maximum.
+# Write jobs (lambda_handler/jobs.py): the writer invokes itself asynchronously and may then run
+# Lambda's maximum; requests through API Gateway still end at its 30 s.
 ASYNC_WRITER_TIMEOUT = 900
-ASYNC_WRITES_ENV = "MOSAIC_LAMBDA_ASYNC_WRITES"
+API_GATEWAY_TIMEOUT = 30
+# The attribute of job records (and write leases) that DynamoDB's TTL expires.
+TABLE_TTL_ATTRIBUTE = "expires"
 _REMOVAL = {
     "retain": RemovalPolicy.RETAIN,
     "destroy": RemovalPolicy.DESTROY,
@@ -160,13 +163,19 @@ class MosaicTilerStack(Stack):
         writer_env = {**public_env, "MOSAIC_API_ALLOW_ANONYMOUS_WRITES": "true"}
         writer_props = props.writer
         if props.writer_async_jobs:
-            writer_env[ASYNC_WRITES_ENV] = "true"
             writer_props = dataclasses.replace(
                 writer_props,
                 timeout_seconds=max(writer_props.timeout_seconds, ASYNC_WRITER_TIMEOUT),
             )
         self.writer_timeout = writer_props.timeout_seconds
-        self.writer = self._function("Writer", code, HANDLER, writer_props, writer_env)
+        self.writer = self._function(
+            "Writer",
+            code,
+            HANDLER,
+            writer_props,
+            writer_env,
+            http_timeout_seconds=min(props.writer.timeout_seconds, API_GATEWAY_TIMEOUT),
+        )
         batch_env = {
             **common_env,
             "MOSAIC_LAMBDA_EXPORTS_BUCKET": self.exports_bucket.bucket_name,
@@ -205,6 +214,8 @@ class MosaicTilerStack(Stack):
                     )
                 ],
             )
+            # A job records its own failure (GET /mosaics/jobs/{id}): Lambda must not run it twice.
+            self.writer.configure_async_invoke(retry_attempts=0)
 
         self._routes(props)
         self.access_logs = access_log_group(self, _retention(props.log_retention_days))
@@ -248,6 +259,7 @@ class MosaicTilerStack(Stack):
                 point_in_time_recovery_enabled=props.table.point_in_time_recovery
             ),
             removal_policy=_REMOVAL[props.table.removal_policy],
+            time_to_live_attribute=TABLE_TTL_ATTRIBUTE,
         )
         security.skip_checkov(
             table,
@@ -339,7 +351,10 @@ class MosaicTilerStack(Stack):
         handler: str,
         props: FunctionProps,
         environment: dict[str, str],
+        http_timeout_seconds: int | None = None,
     ) -> lambda_.Function:
+        """A function with its log group; its HTTP requests get a deadline a few seconds
+        before `http_timeout_seconds` (default: the function's timeout)."""
         log_group = logs.LogGroup(
             self,
             f"{name}Logs",
@@ -362,7 +377,9 @@ class MosaicTilerStack(Stack):
             reserved_concurrent_executions=props.reserved_concurrency,
             environment={
                 **environment,
-                "MOSAIC_API_REQUEST_TIMEOUT": _request_timeout(props.timeout_seconds),
+                "MOSAIC_API_REQUEST_TIMEOUT": _request_timeout(
+                    http_timeout_seconds or props.timeout_seconds
+                ),
                 **props.environment,
             },
             log_group=log_group,

@@ -48,7 +48,8 @@ def variant_props() -> dict[str, MosaicTilerProps]:
                 "cdn_domain_name": "tiles.example.org",
                 "cdn_certificate_arn": CERTIFICATE,
                 "alarm_email": "ops@example.org",
-                "writer_async_jobs": "true",
+                # Jobs keep their records in the DynamoDB table: an S3 store has none to run.
+                "writer_async_jobs": "false",
             }.get,
             environ={},
         ),

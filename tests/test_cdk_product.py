@@ -385,23 +385,33 @@ def test_reserved_concurrency_caps_cost_unless_turned_off(default, existing):
     assert _function(existing, "Writer")["ReservedConcurrentExecutions"] == 5
 
 
-def test_async_writer_hook(default, s3_stac):
-    writer = _function(s3_stac, "Writer")
+def test_write_jobs(default, s3_stac):
+    """Writes too large for API Gateway run as jobs: the writer invokes itself (once, no
+    retries), may run 900 s, and still answers HTTP requests within API Gateway's 30 s."""
+    writer = _function(default, "Writer")
     assert writer["Timeout"] == 900
-    assert writer["Environment"]["Variables"]["MOSAIC_LAMBDA_ASYNC_WRITES"] == "true"
-    assert writer["Environment"]["Variables"]["MOSAIC_API_REQUEST_TIMEOUT"] == "896"
+    assert writer["Environment"]["Variables"]["MOSAIC_API_REQUEST_TIMEOUT"] == "25"
     (invoke,) = [
         p["Properties"]
-        for name, p in s3_stac.find_resources("AWS::IAM::Policy").items()
+        for name, p in default.find_resources("AWS::IAM::Policy").items()
         if name.startswith("WriterInvokesItself")
     ]
     (statement,) = invoke["PolicyDocument"]["Statement"]
-    writer_id = _logical_id(s3_stac, "AWS::Lambda::Function", "Writer")
+    writer_id = _logical_id(default, "AWS::Lambda::Function", "Writer")
     assert statement["Action"] == "lambda:InvokeFunction"
     assert statement["Resource"] == {"Fn::GetAtt": [writer_id, "Arn"]}
-    # Off by default.
-    assert _function(default, "Writer")["Timeout"] == 29
-    assert "MOSAIC_LAMBDA_ASYNC_WRITES" not in _env(default, "Writer")
+    default.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {"FunctionName": {"Ref": writer_id}, "MaximumRetryAttempts": 0},
+    )
+    # Job records expire through the table's TTL.
+    default.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {"TimeToLiveSpecification": {"AttributeName": "expires", "Enabled": True}},
+    )
+    # Turned off: an ordinary 29 s writer that cannot invoke itself.
+    assert _function(s3_stac, "Writer")["Timeout"] == 29
+    assert not [n for n in s3_stac.find_resources("AWS::IAM::Policy") if "Invokes" in n]
     assert _env(default, "Tiler")["MOSAIC_API_REQUEST_TIMEOUT"] == "25"
 
 
