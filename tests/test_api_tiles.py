@@ -90,9 +90,13 @@ def test_wmts_capabilities(client):
     url = root.find(".//w:Layer/w:ResourceURL", ns).attrib["template"]
     assert "{TileMatrix}/{TileCol}/{TileRow}.png" in url
     meta = client.get("/mosaics/scenes").json()
-    ids = [e.text for e in root.findall(".//w:TileMatrixSet/w:TileMatrix/ows:Identifier", ns)]
+    # Every supported TMS is offered (as titiler's document), the requested one first.
+    first = root.find("w:Contents/w:TileMatrixSet", ns)
+    assert first.find("ows:Identifier", ns).text == "WebMercatorQuad"
+    ids = [e.text for e in first.findall("w:TileMatrix/ows:Identifier", ns)]
     assert ids == [str(z) for z in range(meta["minzoom"], meta["maxzoom"] + 1)]
     z, x, y = tile_of(*OVERLAP, meta["minzoom"])
+    url = url.replace("{TileMatrixSet}", "WebMercatorQuad")
     tile_url = url.replace("{TileMatrix}", str(z)).replace("{TileCol}", str(x))
     assert client.get(tile_url.replace("{TileRow}", str(y))).status_code == 200
 

@@ -95,7 +95,14 @@ def test_wmts_declares_gettile_provider_and_limits(client):
     operations = {op.get("name") for op in root.iterfind(".//ows:Operation", WMTS_NS)}
     assert {"GetCapabilities", "GetTile"} <= operations
     assert root.find("ows:ServiceProvider/ows:ProviderName", WMTS_NS).text
-    limits = root.findall(".//w:TileMatrixSetLimits/w:TileMatrixLimits", WMTS_NS)
+    from lambda_handler.routes.dependencies import tms_ids
+
+    links = root.findall("w:Contents/w:Layer/w:TileMatrixSetLink", WMTS_NS)
+    offered = [link.find("w:TileMatrixSet", WMTS_NS).text for link in links]
+    assert offered[0] == "WebMercatorQuad" and sorted(offered) == sorted(tms_ids())
+    defined = root.findall("w:Contents/w:TileMatrixSet/ows:Identifier", WMTS_NS)
+    assert sorted(e.text for e in defined) == sorted(tms_ids())
+    limits = links[0].findall("w:TileMatrixSetLimits/w:TileMatrixLimits", WMTS_NS)
     meta = client.get("/mosaics/scenes").json()
     assert len(limits) == meta["maxzoom"] - meta["minzoom"] + 1
     # The tile of a point inside the mosaic lies within the limits of its zoom; the limits

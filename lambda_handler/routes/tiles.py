@@ -421,7 +421,17 @@ def mosaic_router(  # noqa: C901
                 template.replace("{z}", "{TileMatrix}")
                 .replace("{x}", "{TileCol}")
                 .replace("{y}", "{TileRow}")
+                .replace(f"/tiles/{tms.id}/", "/tiles/{TileMatrixSet}/")
             )
+            # Every supported TileMatrixSet, the requested one first (titiler's document).
+            from lambda_handler.routes.dependencies import tms_ids
+
+            others = []
+            for other_id in tms_ids():
+                other = get_tms(other_id)
+                low = other.minzoom if params.minzoom is None else params.minzoom
+                high = other.maxzoom if params.maxzoom is None else params.maxzoom
+                others.append((other, min(low, other.maxzoom), min(high, other.maxzoom)))
             body = wmts.capabilities(
                 title=backend.mosaic_def.name or "mosaic",
                 layer=backend.mosaic_def.name or "mosaic",
@@ -432,6 +442,7 @@ def mosaic_router(  # noqa: C901
                 media_type=fmt.media_type,
                 resource_url=template,
                 self_url=str(request.url),
+                others=others,
             )
         return Response(body, media_type="application/xml", headers={"ETag": etag})
 

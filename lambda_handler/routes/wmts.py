@@ -116,11 +116,31 @@ def capabilities(
     media_type: str,
     resource_url: str,
     self_url: str,
+    others: Sequence[tuple[TileMatrixSet, int, int]] = (),
 ) -> str:
-    """The XML text; `resource_url` holds {TileMatrix}, {TileCol} and {TileRow}."""
+    """The XML text; `resource_url` holds {TileMatrix}, {TileCol} and {TileRow} (and
+    {TileMatrixSet} when `others` lists more TileMatrixSets, with their zooms: the document
+    then offers every one, the requested `tms` first, as titiler's does)."""
     west, south, east, north = bounds
     zooms = range(max(minzoom, tms.minzoom), max(minzoom, tms.minzoom, maxzoom) + 1)
-    matrices = "".join(_matrix(tms, z) for z in zooms)
+    sets = [(tms, zooms)] + [
+        (other, range(max(low, other.minzoom), max(low, other.minzoom, high) + 1))
+        for other, low, high in others
+        if other.id != tms.id
+    ]
+    links = "".join(
+        f"<TileMatrixSetLink><TileMatrixSet>{escape(t.id)}</TileMatrixSet>"
+        f"{_limits(t, z, bounds)}</TileMatrixSetLink>"
+        for t, z in sets
+    )
+    matrix_sets = "".join(
+        "<TileMatrixSet>"
+        f"<ows:Identifier>{escape(t.id)}</ows:Identifier>"
+        f"<ows:SupportedCRS>{escape(crs_uri(t))}</ows:SupportedCRS>"
+        f"{''.join(_matrix(t, level) for level in z)}"
+        "</TileMatrixSet>"
+        for t, z in sets
+    )
     fmt = media_type.split(";")[0]
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
@@ -154,16 +174,11 @@ def capabilities(
         "</ows:WGS84BoundingBox>"
         '<Style isDefault="true"><ows:Identifier>default</ows:Identifier></Style>'
         f"<Format>{escape(fmt)}</Format>"
-        f"<TileMatrixSetLink><TileMatrixSet>{escape(tms.id)}</TileMatrixSet>"
-        f"{_limits(tms, zooms, bounds)}</TileMatrixSetLink>"
+        f"{links}"
         f'<ResourceURL format={quoteattr(fmt)} resourceType="tile" '
         f"template={quoteattr(resource_url)}/>"
         "</Layer>"
-        "<TileMatrixSet>"
-        f"<ows:Identifier>{escape(tms.id)}</ows:Identifier>"
-        f"<ows:SupportedCRS>{escape(crs_uri(tms))}</ows:SupportedCRS>"
-        f"{matrices}"
-        "</TileMatrixSet>"
+        f"{matrix_sets}"
         "</Contents>"
         f"<ServiceMetadataURL xlink:href={quoteattr(self_url)}/>"
         "</Capabilities>"
