@@ -29,6 +29,10 @@ LON, LAT = 10.2, 45.2  # inside test item 0 only (cloud cover 5)
 
 
 def seed(prefix: str) -> str:
+    """The text of seed document `prefix`; skips, like the fixtures, where ../shared is absent
+    (a clone without its steering folder), fails where the folder lacks the document."""
+    if not SEEDS.is_dir():
+        pytest.skip(f"seed documents folder not found: {SEEDS} (../shared/seeds)")
     matches = sorted(SEEDS.glob(f"{prefix}_*.txt"))
     assert matches, f"seed document {prefix} not found in {SEEDS}"
     return matches[0].read_text()
