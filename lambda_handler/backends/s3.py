@@ -110,21 +110,24 @@ class S3Backend(MosaicJSONBackend):
             raise
         return True
 
-    def conditional_put_supported(self) -> bool:
-        """Whether the server refuses a PutObject with `If-None-Match: *` over an existing
-        object. Probed once per endpoint and bucket: a probe object is put twice, then deleted."""
+    def _probe_precondition(
+        self, cache: dict[tuple[str, str], bool], name: str, first: bytes, **second: Any
+    ) -> bool:
+        """Whether the server refuses a second PutObject of a probe object carrying the
+        precondition `second` (an If-None-Match or a wrong If-Match). Probed once per endpoint
+        and bucket, with a probe object that is deleted afterwards."""
         client = s3_client()
         cache_key = (client.meta.endpoint_url, self.bucket)
         with _support_lock:
-            known = _conditional_support.get(cache_key)
+            known = cache.get(cache_key)
         if known is not None:
             return known
-        probe = f"{self.key}.conditional-put-probe-{uuid.uuid4().hex}"
+        probe = f"{self.key}.{name}-probe-{uuid.uuid4().hex}"
         supported = False
         try:
-            client.put_object(Bucket=self.bucket, Key=probe, Body=b"", IfNoneMatch="*")
+            client.put_object(Bucket=self.bucket, Key=probe, Body=first)
             try:
-                client.put_object(Bucket=self.bucket, Key=probe, Body=b"", IfNoneMatch="*")
+                client.put_object(Bucket=self.bucket, Key=probe, Body=b"1", **second)
             except ClientError as err:
                 if aws.error_code(err) not in EXISTS_CODES:
                     raise
@@ -142,48 +145,29 @@ class S3Backend(MosaicJSONBackend):
                     "could not delete the probe object s3://%s/%s: %s", self.bucket, probe, err
                 )
         with _support_lock:
-            _conditional_support[cache_key] = supported
+            cache[cache_key] = supported
         return supported
+
+    def conditional_put_supported(self) -> bool:
+        """Whether the server refuses a PutObject with `If-None-Match: *` over an existing
+        object (what makes `write(overwrite=False)` atomic)."""
+        return self._probe_precondition(
+            _conditional_support, "conditional-put", b"", IfNoneMatch="*"
+        )
 
     def conditional_replace_supported(self) -> bool:
         """Whether the server refuses a PutObject whose `If-Match` names another ETag (what
-        keeps concurrent updates from overwriting each other). Probed once per endpoint and
-        bucket with a probe object, then deleted; a server that does not is logged once."""
-        client = s3_client()
-        cache_key = (client.meta.endpoint_url, self.bucket)
-        with _support_lock:
-            known = _if_match_support.get(cache_key)
-        if known is not None:
-            return known
-        probe = f"{self.key}.if-match-probe-{uuid.uuid4().hex}"
-        supported = False
-        try:
-            client.put_object(Bucket=self.bucket, Key=probe, Body=b"")
-            try:
-                client.put_object(Bucket=self.bucket, Key=probe, Body=b"1", IfMatch='"0"')
-            except ClientError as err:
-                if aws.error_code(err) not in EXISTS_CODES:
-                    raise
-                supported = True
-        except ClientError as err:
-            if aws.status_code(err) != 501 and aws.error_code(err) != "NotImplemented":
-                raise
-        finally:
-            try:
-                client.delete_object(Bucket=self.bucket, Key=probe)
-            except ClientError as err:
-                logger.warning(
-                    "could not delete the probe object s3://%s/%s: %s", self.bucket, probe, err
-                )
-        if not supported:
+        keeps concurrent updates from overwriting each other); a server that does not is
+        logged once."""
+        known = (s3_client().meta.endpoint_url, self.bucket) in _if_match_support
+        supported = self._probe_precondition(_if_match_support, "if-match", b"", IfMatch='"0"')
+        if not supported and not known:
             logger.warning(
                 "the S3 server at %s ignores If-Match on PutObject (bucket %s): concurrent "
                 "updates of one mosaic there can overwrite each other (AWS S3 and moto honour it)",
-                client.meta.endpoint_url,
+                s3_client().meta.endpoint_url,
                 self.bucket,
             )
-        with _support_lock:
-            _if_match_support[cache_key] = supported
         return supported
 
     @contextmanager
