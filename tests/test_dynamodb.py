@@ -209,8 +209,46 @@ def test_missing_table_and_mosaic(dynamodb_env):
     assert DynamoDBBackend.create_table(name) is False  # exists already
     with pytest.raises(MosaicNotFoundError, match="mosaic 'absent' not found"):
         MosaicBackend(f"dynamodb:///{name}:absent")
-    with pytest.raises(MosaicNotFoundError, match="not found"):
-        write("dynamodb:///no-such-table:m", document(block(0, 0, 2, 8)))
+    # reads never create a table (only a write does, below)
+    assert "no-such-table" not in dynamodb_env.client("dynamodb").list_tables()["TableNames"]
+
+
+def test_write_creates_a_missing_table(dynamodb_env):
+    """As cogeo-mosaic's write: a table that does not exist is created (on-demand, the key
+    schema of `create_table`) and the mosaic written into it."""
+    name = unique_name("created")
+    client = dynamodb_env.client("dynamodb")
+    assert name not in client.list_tables()["TableNames"]
+    tiles = block(0, 0, 4, 8)
+    write(f"dynamodb:///{name}:m", document(tiles))
+    table = client.describe_table(TableName=name)["Table"]
+    assert table["TableStatus"] == "ACTIVE"
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert sorted((k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]) == [
+        ("mosaicId", "HASH"),
+        ("quadkey", "RANGE"),
+    ]
+    assert read_tiles(f"dynamodb:///{name}:m") == tiles
+    assert DynamoDBBackend.create_table(name) is False  # the explicit helper stays
+
+
+def test_concurrent_writers_create_one_missing_table(dynamodb_env, tmp_path):
+    """Three writer processes meet the same missing table at once: one creates it, the others
+    get ResourceInUseException and wait for it; every mosaic is written."""
+    name = unique_name("racecreate")
+    docs = {f"m{i}": block(i * 4, 0, 4, 8, f"t{i}") for i in range(3)}
+    env = worker_env(dynamodb_env.endpoint)
+    workers = {
+        mosaic: start_worker(
+            "write", f"dynamodb:///{name}:{mosaic}", document_file(tmp_path, tiles, mosaic), env=env
+        )
+        for mosaic, tiles in docs.items()
+    }
+    for worker in workers.values():
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    for mosaic, tiles in docs.items():
+        assert read_tiles(f"dynamodb:///{name}:{mosaic}") == tiles
 
 
 # ---------------------------------------------------------------------- round trip and reads

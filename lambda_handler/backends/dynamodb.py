@@ -525,6 +525,10 @@ def plan_changes(
     return entries
 
 
+class _TableMissingError(MosaicNotFoundError):
+    """The table itself does not exist (a write creates it, as cogeo-mosaic does)."""
+
+
 class _FlipUnknownError(MosaicWriteError):
     """The metadata put's answer was lost and the outcome could not be read back."""
 
@@ -692,7 +696,7 @@ class DynamoDBBackend(MosaicJSONBackend):
 
     def _error(self, err: Exception, doing: str, default: type[MosaicError]) -> MosaicError:
         if isinstance(err, ClientError) and aws.error_code(err) == "ResourceNotFoundException":
-            return MosaicNotFoundError(
+            return _TableMissingError(
                 f"DynamoDB table {self.table_name!r} not found in region {self.region} "
                 f"(create it with DynamoDBBackend.create_table or deploy the stack)"
             )
@@ -1285,7 +1289,21 @@ class DynamoDBBackend(MosaicJSONBackend):
     def write(self, overwrite: bool = False) -> None:
         """Store `mosaic_def` as a new committed generation (see the module docstring).
         MosaicExistsError if it exists and overwrite is False, or if another writer is
-        creating it at the same time; MosaicConflictError if another writer holds it."""
+        creating it at the same time; MosaicConflictError if another writer holds it.
+
+        A missing table is created first (on-demand, see `create_table`), as cogeo-mosaic's
+        write does. Only a write that met ResourceNotFoundException tries it: nothing was
+        written then, and the deployed functions (no DescribeTable/CreateTable grant) never
+        pay a table check."""
+        try:
+            self._write(overwrite)
+        except _TableMissingError:
+            if self._lease is not None:
+                raise  # the table vanished in the middle of a guarded read-modify-write
+            self.create_table(self.table_name, self.region)
+            self._write(overwrite)
+
+    def _write(self, overwrite: bool) -> None:
         document = self.mosaic_def
         tiles = document.tiles
         self._check_tiles(tiles)
