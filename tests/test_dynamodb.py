@@ -21,6 +21,7 @@ from lambda_handler.backends.dynamodb import (
     DynamoDBBackend,
     _dynamodb_client,
     _Lease,
+    metadata_fingerprint,
     parse_dynamodb_uri,
 )
 from lambda_handler.errors import (
@@ -712,6 +713,100 @@ def test_missing_or_stale_overviews_fall_back_to_the_query(table, dynamodb_env):
             assets = backend.get_assets(1, 1, 3)
         assert calls == Counter({"Query": 1})
         assert assets == query_path(rewritten, tile_quadkey(1, 1, 3))
+
+
+# The fields cogeo-mosaic 9.2's MosaicJSON dumps (`model_dump_json(exclude={"tiles"})`).
+COGEO_METADATA_FIELDS = (
+    "mosaicjson",
+    "name",
+    "description",
+    "version",
+    "attribution",
+    "minzoom",
+    "maxzoom",
+    "quadkey_zoom",
+    "bounds",
+    "center",
+    "tilematrixset",
+    "asset_type",
+    "asset_prefix",
+    "data_type",
+    "colormap",
+    "layers",
+)
+
+
+def cogeo_mosaic_write(table: str, mosaic: str, tiles: dict[str, list[str]]) -> None:
+    """cogeo-mosaic 9.2's `DynamoDBBackend.write(overwrite=True)` of a mosaic it read from
+    this table, same metadata, new tiles, call for call: boto3's resource API; `_mosaic_exists`
+    (GetItem -1), `delete()` (one Query projecting quadkey, batch_writer DeleteItem of each
+    and of -1), then batch_writer PutItem of the metadata item (the JSON dump parsed with
+    Decimal: the whole item, no private attribute) and of `{mosaicId, quadkey, assets}`."""
+    import boto3
+    from boto3.dynamodb.conditions import Key
+
+    resource = boto3.resource("dynamodb", region_name=REGION)
+    dynamo_table = resource.Table(table)
+    _ = dynamo_table.table_status  # cogeo's _table_exists()
+    key = {"mosaicId": mosaic, "quadkey": "-1"}
+    stored = dynamo_table.get_item(Key=key).get("Item", {})  # cogeo's _mosaic_exists()
+    assert stored
+    # the document cogeo-mosaic read (its MosaicJSON fields; absent ones dump as null)
+    plain = {k: v for k, v in stored.items() if k in COGEO_METADATA_FIELDS}
+    meta_json = json.dumps(
+        {f: plain.get(f) for f in COGEO_METADATA_FIELDS},
+        default=lambda v: int(v) if v == v.to_integral_value() else float(v),
+    )
+    # delete(): one unpaginated Query, then a batch of deletes
+    response = dynamo_table.query(
+        KeyConditionExpression=Key("mosaicId").eq(mosaic), ProjectionExpression="quadkey"
+    )
+    quadkeys = [i["quadkey"] for i in response["Items"] if i["quadkey"] != "-1"] + ["-1"]
+    with dynamo_table.batch_writer() as batch:
+        for quadkey in quadkeys:
+            batch.delete_item(Key={"mosaicId": mosaic, "quadkey": quadkey})
+    meta = json.loads(meta_json, parse_float=Decimal)
+    items = [{"quadkey": "-1", "mosaicId": mosaic, **meta}]
+    items += [{"mosaicId": mosaic, "quadkey": qk, "assets": a} for qk, a in tiles.items()]
+    with dynamo_table.batch_writer() as batch:
+        for item in items:
+            batch.put_item(item)
+
+
+def test_cogeo_mosaic_rewrite_with_same_metadata_is_detected(table, dynamodb_env):
+    """cogeo-mosaic rewrites a mosaic this project wrote: same metadata (the overview
+    fingerprint still matches its values), new tiles, the overview partition untouched. Its
+    metadata PutItem replaces the whole item and drops the overview description, so low zooms
+    are answered by the Query with the new assets, never by the stale overview items; the next
+    write of this project rebuilds the overviews."""
+    uri = f"dynamodb:///{table}:cogeo"
+    old = block(32, 48, 16, 8, "old")
+    write(uri, document(old, name="same"))
+    before = raw_items(dynamodb_env, table, "cogeo")["-1"]
+    assert stored_overviews(dynamodb_env, table, "cogeo") == expected_overviews(old, 8)
+    new = block(32, 48, 16, 8, "new")
+    cogeo_mosaic_write(table, "cogeo", new)
+    after = raw_items(dynamodb_env, table, "cogeo")["-1"]
+    assert metadata_fingerprint(after) == metadata_fingerprint(before)  # same metadata
+    assert stored_overviews(dynamodb_env, table, "cogeo") == expected_overviews(old, 8)  # stale
+    cache.clear_all()
+    with MosaicBackend(uri) as backend:
+        assert backend.overview_zooms == frozenset()
+        assert backend.mosaic_def.name == "same"
+        for x, y, z in [(2, 3, 4), (1, 1, 3), (0, 0, 2), (4, 6, 5), (8, 12, 6), (16, 24, 7)]:
+            prefix = tile_quadkey(x, y, z)
+            assets = backend.get_assets(x, y, z)
+            assert assets == query_path(new, prefix), (x, y, z)
+            assert not any("/old/" in a for a in assets)
+        assert backend.get_assets(40, 50, 8) == new[tile_quadkey(40, 50, 8)]
+    # this project writes again: the overviews follow the new tiles and are trusted again
+    newer = block(32, 48, 16, 8, "newer")
+    write(uri, document(newer, name="same"), overwrite=True)
+    assert stored_overviews(dynamodb_env, table, "cogeo") == expected_overviews(newer, 8)
+    cache.clear_all()
+    with MosaicBackend(uri) as backend:
+        assert backend.overview_zooms == frozenset({2, 3, 4, 5})
+        assert backend.get_assets(2, 3, 4) == query_path(newer, tile_quadkey(2, 3, 4))
 
 
 # ---------------------------------------------------------------------- failures
