@@ -210,7 +210,8 @@ def test_missing_extra_names_it():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True
     )
     assert "ERROR" in result.stdout, result.stderr
-    assert "pip install lambda-mosaic-tiler[azure]" in result.stdout
+    # Quoted, so the command can be pasted into a shell (brackets are a glob there).
+    assert 'pip install "lambda-mosaic-tiler[azure]"' in result.stdout
 
 
 # ---------------------------------------------------------------------------- tiles from Azure

@@ -153,8 +153,12 @@ def test_error_messages_are_printed_literally(name, tmp_path):
 @pytest.mark.parametrize(
     ("module", "uri", "command"),
     [
-        ("google.cloud.storage", "gs://bucket/x.json", "lambda-mosaic-tiler[gcs]"),
-        ("azure.storage.blob", "az://account.blob.core.windows.net/mosaics/x.json", "[azure]"),
+        ("google.cloud.storage", "gs://bucket/x.json", 'pip install "lambda-mosaic-tiler[gcs]"'),
+        (
+            "azure.storage.blob",
+            "az://account.blob.core.windows.net/mosaics/x.json",
+            'pip install "lambda-mosaic-tiler[azure]"',
+        ),
     ],
 )
 def test_install_hints_keep_their_brackets(module, uri, command):

@@ -184,7 +184,8 @@ def test_missing_extra_names_it():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True
     )
     assert "ERROR" in result.stdout, result.stderr
-    assert "pip install lambda-mosaic-tiler[gcs]" in result.stdout
+    # Quoted, so the command can be pasted into a shell (brackets are a glob there).
+    assert 'pip install "lambda-mosaic-tiler[gcs]"' in result.stdout
 
 
 # ---------------------------------------------------------------------------- tiles from GCS

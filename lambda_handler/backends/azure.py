@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the libraries are optional: only type checkers import them 
     from azure.storage.blob import BlobClient, BlobServiceClient
 
 SCHEME = "az://"
-EXTRA_HINT = "pip install lambda-mosaic-tiler[azure]"
+EXTRA_HINT = 'pip install "lambda-mosaic-tiler[azure]"'
 ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
 # 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit;
 # `$root` and `$web` are the two special containers.

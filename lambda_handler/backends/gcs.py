@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the library is optional: only type checkers import it here
     from google.cloud.storage import Blob, Client
 
 SCHEME = "gs://"
-EXTRA_HINT = "pip install lambda-mosaic-tiler[gcs]"
+EXTRA_HINT = 'pip install "lambda-mosaic-tiler[gcs]"'
 # Bucket names: lowercase letters, digits, '-', '_', '.'; start and end with a letter or digit.
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
