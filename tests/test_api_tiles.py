@@ -101,6 +101,44 @@ def test_wmts_capabilities(client):
     assert client.get(tile_url.replace("{TileRow}", str(y))).status_code == 200
 
 
+@pytest.mark.parametrize("tms_id", ["WebMercatorQuad", "WorldCRS84Quad"])
+def test_owslib_gettile_serves_the_tile_route_pixels(api_server, tms_id):
+    """OWSLib (a real WMTS client) reads the capabilities over HTTP and its `gettile()`
+    (RESTful GetTile through the ResourceURL) answers the tile route's pixels, in the
+    requested set and in another set the document lists."""
+    from owslib.wmts import WebMapTileService
+
+    service = WebMapTileService(
+        f"{api_server}/mosaics/scenes/WMTSCapabilities.xml?tile_format=png", timeout=60
+    )
+    assert "GetTile" in [op.name for op in service.operations]
+    (layer,) = service.contents
+    assert tms_id in service.contents[layer].tilematrixsetlinks
+    meta = httpx.get(f"{api_server}/mosaics/scenes", timeout=60).json()
+    tms = morecantile.tms.get(tms_id)
+    z, x, y = tile_of(*OVERLAP, meta["maxzoom"], tms)
+    assert str(z) in service.tilematrixsets[tms_id].tilematrix
+    answer = service.gettile(
+        layer=layer,
+        tilematrixset=tms_id,
+        tilematrix=str(z),
+        row=y,
+        column=x,
+        format="image/png",
+    )
+    via_owslib = answer.read()
+    route = httpx.get(f"{api_server}/mosaics/scenes/tiles/{tms_id}/{z}/{x}/{y}.png", timeout=60)
+    assert route.status_code == 200, route.text
+    with MemoryFile(via_owslib) as memfile, memfile.open() as dataset:
+        assert dataset.driver == "PNG"
+        pixels = dataset.read()
+    with MemoryFile(route.content) as memfile, memfile.open() as dataset:
+        expected = dataset.read()
+    assert pixels.shape == expected.shape and pixels.shape[0] == 4  # RGB + alpha
+    assert (pixels[-1] > 0).mean() > 0.5  # mostly inside the mosaic: a real comparison
+    assert np.array_equal(pixels, expected)
+
+
 def test_map_page_uses_vendored_library(client):
     html = client.get("/mosaics/scenes/map").text
     assert "/static/leaflet/leaflet.js" in html and "unpkg" not in html and "cdn" not in html
