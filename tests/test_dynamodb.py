@@ -233,6 +233,43 @@ def test_write_creates_a_missing_table(dynamodb_env):
     assert DynamoDBBackend.create_table(name) is False  # the explicit helper stays
 
 
+def test_writers_meeting_a_missing_table_at_once_all_succeed(dynamodb_env):
+    """Three writers meet the missing table, and their CreateTable calls are held until all
+    three are sending one: one creates the table, the other two get ResourceInUseException,
+    wait until it is ACTIVE and write."""
+    name = unique_name("barrier")
+    docs = {f"m{i}": block(i * 4, 0, 4, 8, f"t{i}") for i in range(3)}
+    barrier = threading.Barrier(len(docs))
+    creators = threading.Barrier(len(docs), timeout=30)
+    errors: list[str] = []
+
+    def hold(**kwargs) -> None:
+        creators.wait()  # the table cannot exist before every writer asks for it
+
+    def create(mosaic: str) -> None:
+        barrier.wait()
+        try:
+            write(f"dynamodb:///{name}:{mosaic}", document(docs[mosaic]))
+        except Exception as err:  # noqa: BLE001 - any failure is reported below
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=create, args=(mosaic,)) for mosaic in docs]
+    events = _dynamodb_client(REGION).meta.events
+    events.register("before-call.dynamodb.CreateTable", hold)
+    try:
+        with counting() as calls:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        events.unregister("before-call.dynamodb.CreateTable", hold)
+    assert not errors, errors
+    assert calls["CreateTable"] == len(docs)  # all three sent it, only one could create
+    for mosaic, tiles in docs.items():
+        assert read_tiles(f"dynamodb:///{name}:{mosaic}") == tiles
+
+
 def test_concurrent_writers_create_one_missing_table(dynamodb_env, tmp_path):
     """Three writer processes meet the same missing table at once: one creates it, the others
     get ResourceInUseException and wait for it; every mosaic is written."""
