@@ -11,6 +11,7 @@ backslashes, GDAL's own `/vsi…/` paths (which bypass every check), and the lin
 addresses where clouds serve instance credentials (169.254.0.0/16, fe80::/10, fd00:ec2::254).
 """
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -19,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 ALLOW_ALL = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "stac+http": 80, "stac+https": 443}
 _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
+_EC2_IPV6_METADATA = ipaddress.ip_address("fd00:ec2::254")
 
 
 class UrlNotAllowed(ValueError):
@@ -44,9 +46,11 @@ def _link_local(host: str) -> bool:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
-    return address.is_link_local or address == ipaddress.ip_address("fd00:ec2::254")
+    return address.is_link_local or address == _EC2_IPV6_METADATA
 
 
+# Every candidate asset of every tile is checked: the same few URLs and prefixes, parsed once.
+@functools.lru_cache(maxsize=4096)
 def parse_location(url: str) -> Location:
     """The comparable parts of `url` (a bare path is a `file://` URL); UrlNotAllowed for the
     forms that are always refused."""
@@ -85,6 +89,7 @@ def parse_location(url: str) -> Location:
     return Location(scheme, host, port or _DEFAULT_PORTS.get(scheme), tuple(segments))
 
 
+@functools.lru_cache(maxsize=256)
 def _prefix_location(prefix: str) -> Location:
     location = parse_location(prefix)
     segments = location.segments

@@ -69,6 +69,24 @@ def merge_assets(old: list[str], new: list[str], add_first: bool) -> list[str]:
     return list(old) + [a for a in dict.fromkeys(new) if a not in seen]
 
 
+def _addition_index(
+    features: Sequence[dict[str, Any]], current: MosaicJSON, **kwargs: Any
+) -> MosaicJSON:
+    """The index of `features` in the zooms, TMS and quadkey zoom of `current`."""
+    # The builder (and shapely behind it) is not needed to read tiles: imported by updates.
+    from lambda_handler.mosaic.builder import from_features
+
+    return from_features(
+        features,
+        current.minzoom,
+        current.maxzoom,
+        quadkey_zoom=current.index_zoom,
+        tilematrixset=current.tilematrixset,
+        asset_prefix=current.asset_prefix,
+        **kwargs,
+    )
+
+
 def bbox_union(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, float]:
     """The smallest bbox holding both."""
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
@@ -507,16 +525,23 @@ class MosaicJSONBackend(RioTilerBaseBackend):
         return found
 
     # ------------------------------------------------------------------ updates
+    def addition_index(self, features: Sequence[dict[str, Any]], **kwargs: Any) -> MosaicJSON:
+        """The index `features` would add to this mosaic (its zooms, TMS and quadkey zoom)."""
+        return _addition_index(features, self.mosaic_def, **kwargs)
+
     def update(
         self,
         features: Sequence[dict[str, Any]],
         add_first: bool = True,
         quiet: bool = True,
         precondition: Precondition | None = None,
+        addition: MosaicJSON | None = None,
         **kwargs: Any,
     ) -> None:
         """Add footprints to the mosaic: merge their assets per quadkey, bump the version,
         union the bounds. An asset already listed for a quadkey is not added twice.
+        `addition` is `addition_index(features)` when the caller built it already (to size the
+        write), so the footprints are not indexed twice.
 
         Concurrent updates are all applied or refused: the merge is made on a fresh read under
         the store's write guard (and a conditional write), retried when another writer got in
@@ -524,23 +549,13 @@ class MosaicJSONBackend(RioTilerBaseBackend):
         `precondition` is checked on that fresh read (HTTP If-Match).
 
         `quiet` is accepted for cogeo-mosaic's signature; the builder prints nothing."""
-        # The builder (and shapely behind it) is not needed to read tiles: imported by updates.
-        from lambda_handler.mosaic.builder import from_features
 
         def build(current: MosaicJSON) -> MosaicJSON:
-            return from_features(
-                features,
-                current.minzoom,
-                current.maxzoom,
-                quadkey_zoom=current.index_zoom,
-                tilematrixset=current.tilematrixset,
-                asset_prefix=current.asset_prefix,
-                **kwargs,
-            )
+            return _addition_index(features, current, **kwargs)
 
         # Built before the guard (no lock held while footprints are indexed); rebuilt inside
         # only if a concurrent replace changed what the quadkeys depend on.
-        built = {_index_parameters(self.mosaic_def): build(self.mosaic_def)}
+        built = {_index_parameters(self.mosaic_def): addition or build(self.mosaic_def)}
 
         def merge_and_store() -> None:
             current = self.mosaic_def

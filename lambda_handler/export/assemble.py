@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,9 +74,9 @@ def write_mosaic_tiff(plan: ExportPlan, store: TileStore, path: Path) -> None:
                     dst.write_mask(empty_mask, window=Window(col, row, size, size))
 
 
-def check_output(output: Path, profile: str = "deflate") -> None:
-    """Fail before any tile is rendered if the COG could not be written at the end: rio-cogeo
-    missing, an unknown profile, or an output path that is a folder or not writable."""
+def _cog_profile(profile: str) -> Any:
+    """rio-cogeo's options of `profile`; ExportError if rio-cogeo is missing or the profile
+    unknown."""
     try:
         from rio_cogeo.profiles import cog_profiles
     except ImportError as err:
@@ -86,6 +87,13 @@ def check_output(output: Path, profile: str = "deflate") -> None:
         raise ExportError(
             f"unknown COG profile {profile!r}: one of {', '.join(sorted(cog_profiles))}"
         )
+    return cog_profiles.get(profile)
+
+
+def check_output(output: Path, profile: str = "deflate") -> None:
+    """Fail before any tile is rendered if the COG could not be written at the end: rio-cogeo
+    missing, an unknown profile, or an output path that is a folder or not writable."""
+    _cog_profile(profile)
     if output.is_dir():
         raise ExportError(f"output is a directory, not a file name: {output}")
     if not output.parent.is_dir():
@@ -98,22 +106,14 @@ def check_output(output: Path, profile: str = "deflate") -> None:
 
 def to_cog(source: Path, output: Path, profile: str = "deflate") -> None:
     """Translate a GeoTIFF into a Cloud-Optimized GeoTIFF with overviews (rio-cogeo)."""
-    try:
-        from rio_cogeo.cogeo import cog_translate
-        from rio_cogeo.profiles import cog_profiles
-    except ImportError as err:
-        raise ExportError(
-            "exports need rio-cogeo: pip install 'lambda-mosaic-tiler[export]'"
-        ) from err
-    if profile not in cog_profiles:
-        raise ExportError(
-            f"unknown COG profile {profile!r}: one of {', '.join(sorted(cog_profiles))}"
-        )
+    cog_options = _cog_profile(profile)
+    from rio_cogeo.cogeo import cog_translate
+
     tmp = output.with_name(f".{output.name}.part")
     cog_translate(
         str(source),
         str(tmp),
-        cog_profiles.get(profile),
+        cog_options,
         overview_resampling="nearest",
         use_cog_driver=False,
         quiet=True,

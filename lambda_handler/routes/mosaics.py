@@ -223,22 +223,6 @@ def addition_features(body: MosaicAddition, backend: Any) -> list[dict[str, Any]
     return features
 
 
-def _planned_quadkeys(backend: Any, features: list[dict[str, Any]]) -> int:
-    """How many quadkeys an update with `features` touches (its addition's index)."""
-    from lambda_handler.mosaic.builder import from_features
-
-    current = backend.mosaic_def
-    addition = from_features(
-        features,
-        current.minzoom,
-        current.maxzoom,
-        quadkey_zoom=current.index_zoom,
-        tilematrixset=current.tilematrixset,
-        asset_prefix=current.asset_prefix,
-    )
-    return len(addition.tiles)
-
-
 def _needs_job(settings: ApiSettings, quadkeys: int) -> bool:
     limit = settings.sync_write_max_quadkeys
     return limit is not None and quadkeys > limit
@@ -466,16 +450,23 @@ def mosaics_router() -> APIRouter:  # noqa: C901
         limits.check_addition(body, settings)
         with open_backend(uri) as backend:
             features = addition_features(body, backend)
+            # Indexed once: sizes the write here and is merged by the update below.
+            addition = backend.addition_index(features)
             # Additions over MOSAIC_API_SYNC_WRITE_MAX_QUADKEYS quadkeys run as a job (202).
             if settings.sync_write_max_quadkeys is not None:
-                planned = _planned_quadkeys(backend, features)
+                planned = len(addition.tiles)
                 if _needs_job(settings, planned):
                     if body.urls is not None:  # footprints already read: the job needs not
                         body = MosaicAddition(features=features, add_first=body.add_first)
                     return _job_answer(request, settings, "update", mosaic_id, body, planned)
             # Footprints are read above, outside the lock; the merge happens on a fresh read.
             with mosaic_write_lock(uri):
-                backend.update(features, add_first=body.add_first, precondition=precondition)
+                backend.update(
+                    features,
+                    add_first=body.add_first,
+                    precondition=precondition,
+                    addition=addition,
+                )
             content = backend.mosaic_def.metadata()
             etag = mosaic_etag(uri, backend.revision, request.url.path)
         return JSONResponse(content, headers={**NO_STORE, "ETag": etag})
