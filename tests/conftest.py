@@ -69,7 +69,7 @@ def shared_fixtures() -> Path:
 def mosaic():
     """A small in-memory mosaic: three footprints, zooms 5-10, quadkey zoom 7."""
     from lambda_handler.mosaic import from_features
-    from tests.test_builder import square
+    from tests.geometry import square
 
     features = [
         square(1.0, 1.0, 2.0, "a.tif"),

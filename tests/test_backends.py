@@ -22,7 +22,7 @@ from lambda_handler.errors import (
     UnsupportedURIError,
 )
 from lambda_handler.mosaic import from_features
-from tests.test_builder import square
+from tests.geometry import square
 
 
 def store_uris(tmp_path):

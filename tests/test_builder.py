@@ -1,7 +1,6 @@
 """The vectorized builder against a one-tile-at-a-time reference written with morecantile."""
 
 import json
-import math
 import random
 
 import morecantile
@@ -11,23 +10,9 @@ from shapely.geometry import box, shape
 
 from lambda_handler.errors import FootprintReadError, InvalidMosaicError, MultipleDataTypeError
 from lambda_handler.mosaic import from_features, from_urls, get_footprints
+from tests.geometry import square
 
 TMS = morecantile.tms.get("WebMercatorQuad")
-
-
-def square(lon, lat, size, path, angle=0.0):
-    half = size / 2
-    corners = []
-    for dx, dy in ((-half, half), (-half, -half), (half, -half), (half, half)):
-        x = lon + dx * math.cos(angle) - dy * math.sin(angle)
-        y = lat + dx * math.sin(angle) + dy * math.cos(angle)
-        corners.append([x, y])
-    corners.append(corners[0])
-    return {
-        "type": "Feature",
-        "geometry": {"type": "Polygon", "coordinates": [corners]},
-        "properties": {"path": path},
-    }
 
 
 def reference_index(features, zoom, tms=TMS):

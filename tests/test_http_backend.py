@@ -17,7 +17,7 @@ from lambda_handler.errors import (
     ReadOnlyBackendError,
 )
 from lambda_handler.mosaic import from_features
-from tests.test_builder import square
+from tests.geometry import square
 
 
 class Handler(SimpleHTTPRequestHandler):

@@ -1,0 +1,26 @@
+"""Geometry helpers shared by test modules (tests never import from one another)."""
+
+import math
+from typing import Any
+
+
+def square(
+    lon: float, lat: float, size: float, path: str, angle: float = 0.0
+) -> dict[str, Any]:
+    """A square footprint feature of side `size` degrees centred on (lon, lat), asset `path`.
+
+    `angle` (radians) rotates the square about its centre, so footprints need not be
+    aligned with tile edges.
+    """
+    half = size / 2
+    corners = []
+    for dx, dy in ((-half, half), (-half, -half), (half, -half), (half, half)):
+        x = lon + dx * math.cos(angle) - dy * math.sin(angle)
+        y = lat + dx * math.sin(angle) + dy * math.cos(angle)
+        corners.append([x, y])
+    corners.append(corners[0])
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [corners]},
+        "properties": {"path": path},
+    }
