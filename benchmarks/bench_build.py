@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from footprints import scene_footprints  # noqa: E402
+from footprints import scene_footprints
 
-from lambda_handler.mosaic import from_features  # noqa: E402
+from lambda_handler.mosaic import from_features
 
 
 def timed(function, repeat: int):

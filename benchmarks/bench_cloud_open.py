@@ -8,6 +8,7 @@ Mosaic caches are disabled on both sides so every open reads the document.
 """
 
 import argparse
+import importlib.util
 import os
 import shutil
 import socket
@@ -23,11 +24,11 @@ os.environ["MOSAIC_CACHE_DISABLE"] = "1"
 os.environ["COGEO_MOSAIC_CACHE_DISABLE"] = "TRUE"
 sys.path.insert(0, str(Path(__file__).parent))
 
-import httpx  # noqa: E402
-from footprints import scene_footprints  # noqa: E402
+import httpx
+from footprints import scene_footprints
 
-from lambda_handler.backends import MosaicBackend  # noqa: E402
-from lambda_handler.mosaic import from_features  # noqa: E402
+from lambda_handler.backends import MosaicBackend
+from lambda_handler.mosaic import from_features
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = ROOT / "tests" / "node" / "node_modules" / ".bin" / "azurite-blob"
@@ -145,9 +146,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="footprints in the mosaic")
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
-    try:
-        import cogeo_mosaic  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("cogeo_mosaic") is None:
         sys.exit("cogeo-mosaic is not installed: pip install -e .[bench]")
 
     document = from_features(scene_footprints(args.count), 6, 12, quadkey_zoom=8, name="bench")

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_dynamodb import REGION, block_tiles, serving  # noqa: E402
+from bench_dynamodb import REGION, block_tiles, serving
 
 
 def main() -> None:

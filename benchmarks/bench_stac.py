@@ -15,13 +15,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import morecantile  # noqa: E402
+import morecantile
 
-from lambda_handler import cache  # noqa: E402
-from lambda_handler.backends import MosaicBackend  # noqa: E402
-from lambda_handler.backends.dynamic_stac import DynamicStacBackend  # noqa: E402
-from lambda_handler.stac_client import forget_items, search  # noqa: E402
-from tests.servers_stac import (  # noqa: E402
+from lambda_handler import cache
+from lambda_handler.backends import MosaicBackend
+from lambda_handler.backends.dynamic_stac import DynamicStacBackend
+from lambda_handler.stac_client import forget_items, search
+from tests.servers_stac import (
     make_collection,
     make_item,
     polygon,

@@ -134,6 +134,46 @@ def bare_read(mosaic_path: str, tiles: list[tuple[int, int, int]], threads: int)
     return times
 
 
+def time_zoom(
+    client: httpx.Client,
+    zoom: int,
+    bounds: list[float],
+    servers: tuple[str, str],
+    mosaic_path: Path,
+    rounds: int,
+    threads: int,
+) -> dict[str, list[float]]:
+    """Tile times of both servers (alternating) and of a bare rio-tiler read, at one zoom."""
+    ours_url, peer_url = servers
+    tiles = pick_tiles(bounds, zoom)
+    urls = {
+        "ours": [
+            f"{ours_url}/mosaics/bench/tiles/WebMercatorQuad/{z}/{x}/{y}.png" for x, y, z in tiles
+        ],
+        "peer": [
+            f"{peer_url}/mosaicjson/tiles/WebMercatorQuad/{z}/{x}/{y}.png?url={mosaic_path}"
+            for x, y, z in tiles
+        ],
+    }
+    statuses: dict[str, list[int]] = {name: [] for name in urls}
+    for name, group in urls.items():  # warm-up: caches, GDAL, imports
+        for url in group:
+            statuses[name].append(time_get(client, url)[1])
+    if statuses["ours"] != statuses["peer"]:
+        raise RuntimeError(f"z{zoom}: the servers disagree on which tiles are empty")
+    timings: dict[str, list[float]] = {"ours": [], "peer": []}
+    for _ in range(rounds):
+        for our_url, peer_tile_url in zip(urls["ours"], urls["peer"], strict=True):
+            timings["ours"].append(time_get(client, our_url)[0])
+            timings["peer"].append(time_get(client, peer_tile_url)[0])
+    bare_read(str(mosaic_path), tiles, threads)  # warm-up
+    timings["bare"] = []
+    for _ in range(rounds):
+        timings["bare"] += bare_read(str(mosaic_path), tiles, threads)
+    timings["_count"] = [len(tiles), statuses["ours"].count(200)]
+    return timings
+
+
 def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -175,35 +215,15 @@ def main() -> None:
     try:
         with httpx.Client(timeout=60) as client:
             for zoom in ZOOMS:
-                tiles = pick_tiles(document.bounds, zoom)
-                urls = {
-                    "ours": [
-                        f"{ours_url}/mosaics/bench/tiles/WebMercatorQuad/{z}/{x}/{y}.png"
-                        for x, y, z in tiles
-                    ],
-                    "peer": [
-                        f"{peer_url}/mosaicjson/tiles/WebMercatorQuad/{z}/{x}/{y}.png"
-                        f"?url={mosaic_path}"
-                        for x, y, z in tiles
-                    ],
-                }
-                statuses = {name: [] for name in urls}
-                for name, group in urls.items():  # warm-up: caches, GDAL, imports
-                    for url in group:
-                        statuses[name].append(time_get(client, url)[1])
-                if statuses["ours"] != statuses["peer"]:
-                    raise RuntimeError(f"z{zoom}: the servers disagree on which tiles are empty")
-                timings: dict[str, list[float]] = {"ours": [], "peer": []}
-                for _ in range(args.rounds):
-                    for our_url, peer_tile_url in zip(urls["ours"], urls["peer"], strict=True):
-                        timings["ours"].append(time_get(client, our_url)[0])
-                        timings["peer"].append(time_get(client, peer_tile_url)[0])
-                bare_read(str(mosaic_path), tiles, threads)  # warm-up
-                timings["bare"] = []
-                for _ in range(args.rounds):
-                    timings["bare"] += bare_read(str(mosaic_path), tiles, threads)
-                timings["_count"] = [len(tiles), statuses["ours"].count(200)]
-                results[zoom] = timings
+                results[zoom] = time_zoom(
+                    client,
+                    zoom,
+                    document.bounds,
+                    (ours_url, peer_url),
+                    mosaic_path,
+                    args.rounds,
+                    threads,
+                )
     finally:
         for process in (ours, peer):
             process.terminate()

@@ -18,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import morecantile  # noqa: E402
-from cogeo_mosaic.backends import MosaicBackend as PeerBackend  # noqa: E402
-from cogeo_mosaic.mosaic import MosaicJSON as PeerMosaic  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
+import morecantile
+from cogeo_mosaic.backends import MosaicBackend as PeerBackend
+from cogeo_mosaic.mosaic import MosaicJSON as PeerMosaic
+from pydantic import ValidationError
 
-from lambda_handler.backends import MosaicBackend  # noqa: E402
-from lambda_handler.mosaic import MosaicJSON  # noqa: E402
+from lambda_handler.backends import MosaicBackend
+from lambda_handler.mosaic import MosaicJSON
 
 CASES = [
     ("WebMercatorQuad", (-20, 30, 40, 70), [5, 7]),
@@ -58,53 +58,66 @@ def last_two(tile, dataset, geoms, **kwargs):
     return list(dataset)[-2:]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--features", type=int, default=40)
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
-    differences: list[str] = []
-    peer_failures: list[str] = []
+OPTION_SETS: list[dict] = [
+    {},
+    {"minimum_tile_cover": 0.1, "tile_cover_sort": True, "maximum_items_per_tile": 3},
+    {"minimum_tile_cover": 0.1, "maximum_items_per_tile": 3},
+    {"tile_cover_sort": True, "maximum_items_per_tile": 2},
+    {"asset_filter": last_two},
+]
+
+
+def compare_builders(
+    rng: random.Random, count: int, differences: list[str], peer_failures: list[str]
+) -> int:
+    """Build the same features with both builders for every case: checks made."""
     checked = 0
-    warnings.simplefilter("ignore")
-    option_sets = [
-        {},
-        {"minimum_tile_cover": 0.1, "tile_cover_sort": True, "maximum_items_per_tile": 3},
-        {"minimum_tile_cover": 0.1, "maximum_items_per_tile": 3},
-        {"tile_cover_sort": True, "maximum_items_per_tile": 2},
-        {"asset_filter": last_two},
-    ]
     for tms_id, area, zooms in CASES:
         tms = morecantile.tms.get(tms_id)
-        feats = features(rng, args.features, area)
+        feats = features(rng, count, area)
         for zoom in zooms:
-            for options in option_sets:
+            for options in OPTION_SETS:
                 if tms_id != "WebMercatorQuad" and (
                     "minimum_tile_cover" in options or "tile_cover_sort" in options
                 ):
                     continue  # cogeo-mosaic measures coverage on WebMercator tiles only
-                ours = MosaicJSON.from_features(feats, zoom, zoom, tilematrixset=tms, **options)
-                label = f"{tms_id} z{zoom} {sorted(options)}"
                 checked += 1
-                try:
-                    peer = PeerMosaic.from_features(feats, zoom, zoom, tilematrixset=tms, **options)
-                except Exception as err:  # a peer bug is reported, not hidden
-                    peer_failures.append(f"{label}: cogeo-mosaic raised {err!r}")
-                    print(f"{label:60s} quadkeys {len(ours.tiles):5d} / (cogeo-mosaic failed)")
-                    continue
-                if ours.tiles != peer.tiles:
-                    only_ours = set(ours.tiles) - set(peer.tiles)
-                    only_peer = set(peer.tiles) - set(ours.tiles)
-                    lists = sum(
-                        ours.tiles[k] != peer.tiles[k] for k in set(ours.tiles) & set(peer.tiles)
-                    )
-                    differences.append(
-                        f"{label}: {len(only_ours)} quadkeys only here, {len(only_peer)} only "
-                        f"in cogeo-mosaic, {lists} asset lists differ"
-                    )
-                print(f"{label:60s} quadkeys {len(ours.tiles):5d} / {len(peer.tiles):5d}")
+                label = f"{tms_id} z{zoom} {sorted(options)}"
+                compare_build(feats, zoom, tms, options, label, differences, peer_failures)
+    return checked
 
+
+def compare_build(
+    feats: list,
+    zoom: int,
+    tms: morecantile.TileMatrixSet,
+    options: dict,
+    label: str,
+    differences: list[str],
+    peer_failures: list[str],
+) -> None:
+    """One case: the quadkeys and asset lists of both builders."""
+    ours = MosaicJSON.from_features(feats, zoom, zoom, tilematrixset=tms, **options)
+    try:
+        peer = PeerMosaic.from_features(feats, zoom, zoom, tilematrixset=tms, **options)
+    except Exception as err:  # a peer bug is reported, not hidden
+        peer_failures.append(f"{label}: cogeo-mosaic raised {err!r}")
+        print(f"{label:60s} quadkeys {len(ours.tiles):5d} / (cogeo-mosaic failed)")
+        return
+    if ours.tiles != peer.tiles:
+        only_ours = set(ours.tiles) - set(peer.tiles)
+        only_peer = set(peer.tiles) - set(ours.tiles)
+        lists = sum(ours.tiles[k] != peer.tiles[k] for k in set(ours.tiles) & set(peer.tiles))
+        differences.append(
+            f"{label}: {len(only_ours)} quadkeys only here, {len(only_peer)} only "
+            f"in cogeo-mosaic, {lists} asset lists differ"
+        )
+    print(f"{label:60s} quadkeys {len(ours.tiles):5d} / {len(peer.tiles):5d}")
+
+
+def compare_backends(rng: random.Random, differences: list[str]) -> int:
+    """Backend methods and model validation of both: checks made."""
+    checked = 0
     feats = features(rng, 10, (5, 40, 15, 50))
     ours_doc = MosaicJSON.from_features(feats, 6, 8)
     peer_doc = PeerMosaic.from_features(feats, 6, 8)
@@ -136,6 +149,20 @@ def main() -> int:
             differences.append(f"{name}: minzoom = -1 accepted")
         except ValidationError:
             pass
+    return checked
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--features", type=int, default=40)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    differences: list[str] = []
+    peer_failures: list[str] = []
+    warnings.simplefilter("ignore")
+    checked = compare_builders(rng, args.features, differences, peer_failures)
+    checked += compare_backends(rng, differences)
     print(f"\n{checked} checks, {len(differences)} differences")
     for line in peer_failures:
         print("  PEER FAILURE (not compared)", line)
