@@ -15,6 +15,7 @@ from lambda_handler.export import export_mosaic, plan_export
 from lambda_handler.export.plan import ExportError
 from tests.conftest import PROJECT_ROOT
 from tests.servers_api import _write, uvicorn_server
+from tests.waiting import Deadline
 
 MOSAIC = "export-scenes"
 AREA = (-78.55, 45.0, -77.5, 45.7)
@@ -103,14 +104,16 @@ def test_killed_export_resumes_without_rerendering(faulty_server, tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.wait(timeout=30)
     kept = len(list(tiles_dir.glob(f"{ZOOM + 1}-*")))
     assert 0 < kept < total
     assert not output.exists()
 
     # Requests of the killed run may still be finishing on the server: wait until it is idle.
     before = served(faulty_server)
+    idle = Deadline(60, "the server to finish the requests of the killed export")
     while True:
+        idle.check(f"last count {before}")
         time.sleep(0.5)
         settled = served(faulty_server)
         if settled == before:
