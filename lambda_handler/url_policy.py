@@ -54,14 +54,7 @@ def _link_local(host: str) -> bool:
 def parse_location(url: str) -> Location:
     """The comparable parts of `url` (a bare path is a `file://` URL); UrlNotAllowed for the
     forms that are always refused."""
-    if not isinstance(url, str) or not url:
-        raise UrlNotAllowed("an empty URL")
-    if "\x00" in url or "\\" in url:
-        raise UrlNotAllowed(f"{url!r} contains a NUL or a backslash")
-    if url.lower().startswith(("/vsi", "file:///vsi", "file://localhost/vsi")):
-        raise UrlNotAllowed(f"{url!r} is a GDAL virtual file path: give a plain URL")
-    if url.startswith("/"):
-        url = "file://" + url
+    url = _refuse_raw_forms(url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if not scheme:
@@ -77,16 +70,31 @@ def parse_location(url: str) -> Location:
         host = ""
     if _link_local(host):
         raise UrlNotAllowed(f"{url!r} points at a link-local (instance metadata) address")
-    raw = parts.path.split("/")
+    segments = _path_segments(url, parts.path, scheme)
+    return Location(scheme, host, port or _DEFAULT_PORTS.get(scheme), segments)
+
+
+def _refuse_raw_forms(url: str) -> str:
+    """`url` with a bare path made a file:// URL; UrlNotAllowed for forms refused as text."""
+    if not isinstance(url, str) or not url:
+        raise UrlNotAllowed("an empty URL")
+    if "\x00" in url or "\\" in url:
+        raise UrlNotAllowed(f"{url!r} contains a NUL or a backslash")
+    if url.lower().startswith(("/vsi", "file:///vsi", "file://localhost/vsi")):
+        raise UrlNotAllowed(f"{url!r} is a GDAL virtual file path: give a plain URL")
+    return "file://" + url if url.startswith("/") else url
+
+
+def _path_segments(url: str, path: str, scheme: str) -> tuple[str, ...]:
     # Web servers decode %2e%2e and %2f: compare decoded segments, refuse the ambiguous ones.
     decode = scheme in ("http", "https", "stac+http", "stac+https")
     segments = []
-    for segment in raw:
+    for segment in path.split("/"):
         text = unquote(segment) if decode else segment
         if text in ("..", ".") or (decode and "/" in text):
             raise UrlNotAllowed(f"{url!r} has a '..' or '.' path segment")
         segments.append(text)
-    return Location(scheme, host, port or _DEFAULT_PORTS.get(scheme), tuple(segments))
+    return tuple(segments)
 
 
 @functools.lru_cache(maxsize=256)

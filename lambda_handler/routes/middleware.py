@@ -161,6 +161,23 @@ class BodyLimitMiddleware:
             f"the request body is larger than {self.max_bytes:,} bytes (MOSAIC_API_MAX_BODY_BYTES)",
         )
 
+    async def _read_body(self, receive: Receive, send: Send) -> bytes | None:
+        """The whole body, or None when the request is over (client gone, or 413 sent)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None  # the client left: nothing to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send)
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check Content-Length, then read the body up to the limit before calling the app."""
         if scope["type"] != "http" or scope.get("method") not in WRITE_METHODS:
@@ -174,21 +191,9 @@ class BodyLimitMiddleware:
             if int(length) > self.max_bytes:
                 await self._too_large(send)
                 return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client left: nothing to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await self._read_body(receive, send)
+        if body is None:
+            return
         delivered = False
 
         async def replay() -> Message:
