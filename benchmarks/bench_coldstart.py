@@ -40,35 +40,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cdk.bundling import BundleSpec, cache_root, cached_asset, find_python  # noqa: E402
+from coldstart_assets import peer_asset, runtime_dir  # noqa: E402
+from coldstart_data import TILE_ZOOM, make_mosaics, start_moto, tile_set  # noqa: E402
 
-PEER_REQUIREMENTS = ["titiler.mosaic==2.4.0", "cogeo-mosaic==9.2.0", "mangum==0.22.0"]
-# What Lambda's Python runtime provides outside the asset (not bundled by either).
-RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3"}
-RUNTIME_REQUIREMENTS = ("boto3==1.43.11", "botocore==1.43.11", "snapshot-restore-py==1.0.0")
-PEER_APP = '''"""titiler.mosaic + cogeo-mosaic app, as its docs deploy it on Lambda."""
-from cogeo_mosaic.backends import MosaicBackend
-from fastapi import FastAPI
-from mangum import Mangum
-from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
-from titiler.mosaic.errors import MOSAIC_STATUS_CODES
-from titiler.mosaic.factory import MosaicTilerFactory
+from cdk.bundling import BundleSpec, cached_asset, find_python  # noqa: E402
 
-app = FastAPI(title="titiler.mosaic")
-mosaic = MosaicTilerFactory(backend=MosaicBackend, router_prefix="/mosaicjson")
-app.include_router(mosaic.router, prefix="/mosaicjson")
-add_exception_handlers(app, DEFAULT_STATUS_CODES)
-add_exception_handlers(app, MOSAIC_STATUS_CODES)
-
-
-@app.get("/healthz")
-def healthz():
-    return {"status": "ok"}
-
-
-handler = Mangum(app, lifespan="off")
-'''
-# Runs in the asset: import the entry point (Lambda's init), then answer the events on stdin.
 DRIVER = """
 import base64, importlib, json, os, sys, time
 started, cpu = time.perf_counter(), time.process_time()
@@ -100,12 +76,9 @@ print(json.dumps({"init": init, "tiles": tiles, "init_cpu": init_cpu, "tiles_cpu
                   "restore": restore,
                   "statuses": statuses, "warm_up": dict(warm.timings) if warm else {}}))
 """
-TILE_ZOOM = 10
 ON_DEMAND = "lambda_handler, on-demand"
 SNAPSTART = "lambda_handler, SnapStart"
 PEER = "titiler.mosaic"
-ZOOM_RANGE = (7, 12)
-OVERLAP = (-78.15, 45.40)  # scenes a, b and c of lambda_handler.sample_data overlap here
 HEAVY = (
     "rasterio",
     "numpy",
@@ -120,129 +93,6 @@ HEAVY = (
     "jinja2",
     "color_operations",
 )
-
-
-def peer_requirements(spec: BundleSpec, path: Path) -> Path:
-    """Pin the peer's dependencies for the Lambda platform (pip's resolver, no install)."""
-    if path.is_file():
-        return path
-    report = path.with_suffix(".report.json")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed"]
-    cmd += ["--only-binary=:all:", "--implementation", "cp", "--python-version", "3.12"]
-    for platform in spec.platforms:
-        cmd += ["--platform", platform]
-    cmd += ["--target", str(path.parent / "unused"), "--report", str(report), *PEER_REQUIREMENTS]
-    subprocess.run(cmd, check=True)
-    pins = sorted(
-        f"{item['metadata']['name']}=={item['metadata']['version']}"
-        for item in json.loads(report.read_text())["install"]
-        if item["metadata"]["name"].lower() not in RUNTIME_PROVIDED
-    )
-    path.write_text("\n".join(pins) + "\n")
-    return path
-
-
-def peer_asset(spec: BundleSpec) -> Path:
-    """The peer's asset, built by the same bundler code path as ours (cached)."""
-    peer_dir = cache_root() / "bench-peer"
-    (peer_dir / "peer_app").mkdir(parents=True, exist_ok=True)
-    (peer_dir / "peer_app" / "__init__.py").write_text(PEER_APP)
-    peer_spec = BundleSpec(
-        requirements=peer_requirements(spec, peer_dir / "requirements.txt"),
-        package_dir=peer_dir / "peer_app",
-    )
-    return cached_asset(peer_spec).path
-
-
-def runtime_dir(spec: BundleSpec) -> Path:
-    """A stand-in of Lambda's runtime directory for CPython 3.12, shared by both assets."""
-    target = cache_root() / "bench-runtime-2"
-    if not (target / ".complete").is_file():
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target"]
-        cmd += [str(target), "--only-binary=:all:", "--implementation", "cp"]
-        cmd += ["--python-version", "3.12"]
-        for platform in spec.platforms:
-            cmd += ["--platform", platform]
-        subprocess.run([*cmd, *RUNTIME_REQUIREMENTS], check=True)
-        (target / ".complete").write_text("ok")
-    return target
-
-
-# ---------------------------------------------------------------------------- data
-def tile_set(count: int = 5) -> list[tuple[int, int, int]]:
-    """`count` z10 tiles around the scenes' overlap (each reads one to three scenes)."""
-    import morecantile
-
-    centre = morecantile.tms.get("WebMercatorQuad").tile(*OVERLAP, TILE_ZOOM)
-    offsets = [(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1), (1, 1), (-1, -1)]
-    return [(TILE_ZOOM, centre.x + dx, centre.y + dy) for dx, dy in offsets[:count]]
-
-
-def make_mosaics(directory: Path, s3: dict | None, count: int) -> dict[str, dict[str, str]]:
-    """`count` mosaics of the scenes, each over its own copy of the COGs, on files and (with
-    `s3`) on the stand-in. Each tile of a run reads its own mosaic: the warm tiles find the
-    process warm but no mosaic document, asset list or COG header cached, like the first.
-
-    Returns, per store, each app's location of mosaic `{i}`: ours a URI template of the id
-    `mosaic{i}`, the peer's a `?url=` with `{i}` to fill.
-    """
-    import shutil
-
-    from lambda_handler.mosaic.builder import from_urls
-    from lambda_handler.sample_data import generate_scenes
-
-    scenes = generate_scenes(directory / "scenes")
-    document = from_urls(scenes, minzoom=ZOOM_RANGE[0], maxzoom=ZOOM_RANGE[1])
-    client = None
-    if s3 is not None:
-        import boto3
-
-        client = boto3.client(
-            "s3",
-            endpoint_url=s3["endpoint"],
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        client.create_bucket(Bucket="bench")
-    for index in range(count):
-        copies, on_s3 = {}, {}
-        (directory / f"cogs{index}").mkdir()
-        for path in scenes:
-            copy = directory / f"cogs{index}" / Path(path).name
-            shutil.copyfile(path, copy)
-            copies[path] = str(copy)
-            if client is not None:
-                key = f"cogs{index}/{Path(path).name}"
-                client.upload_file(path, "bench", key)
-                on_s3[path] = f"s3://bench/{key}"
-        for where, names in (("file", copies), ("s3", on_s3)):
-            if not names:
-                continue
-            body = document.model_copy(
-                update={"tiles": {q: [names[a] for a in v] for q, v in document.tiles.items()}}
-            ).model_dump_json(exclude_none=True)
-            if where == "file":
-                (directory / f"mosaic{index}.json").write_text(body)
-            else:
-                client.put_object(Bucket="bench", Key=f"mosaic{index}.json", Body=body)
-    stores = {
-        "file": {
-            "ours": f"file://{directory}/{{mosaic_id}}.json",
-            "peer": str(directory / "mosaic{i}.json"),
-        },
-    }
-    if client is not None:
-        stores["s3"] = {"ours": "s3://bench/{mosaic_id}.json", "peer": "s3://bench/mosaic{i}.json"}
-    return stores
-
-
-def start_moto(directory: Path) -> tuple[object, dict[str, str]]:
-    """A moto server on 127.0.0.1 and the variables pointing boto3 and GDAL at it."""
-    from tests.servers_aws import moto_command, start_server
-
-    server = start_server("moto", moto_command, directory)
-    return server, {**server.boto3_env(), **server.gdal_env()}
 
 
 # ---------------------------------------------------------------------------- runs
