@@ -14,27 +14,28 @@ that call fails or warns when no loop is set, and anything that used `asyncio.ru
 leaves no loop set. `LambdaAdapter` owns one loop and sets it before every invoke, so one loop
 serves every warm invoke on 3.11-3.13.
 
-Responses: Lambda refuses a response payload over 6 MB. The API function answers 413 instead
-(pointing at the batch URL); the batch function stores the body in the exports bucket and answers
-303 with a presigned, expiring URL.
+Responses over Lambda's 6 MB payload limit: the API function answers 413 (pointing at the batch
+URL), the batch function exports the body to S3 and redirects to it (`lambda_responses`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
-import json
 import logging
-import mimetypes
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lambda_handler import request_log
+from lambda_handler.lambda_responses import (
+    LambdaResponse,
+    export_response,
+    json_answer,
+    response_size,
+    too_large_answer,
+)
 
 if TYPE_CHECKING:
     from lambda_handler.settings import ApiSettings, LambdaSettings
@@ -45,7 +46,6 @@ logger = logging.getLogger(__name__)
 # imported from there: this module imports only the standard library).
 JOB_EVENT_KEY = "mosaic_tiler_job"
 LambdaEvent = dict[str, Any]
-LambdaResponse = dict[str, Any]
 _environment_applied = False
 _environment_lock = threading.Lock()
 
@@ -74,6 +74,8 @@ def apply_environment(
 ) -> dict[str, str]:
     """Put the Lambda GDAL/PROJ defaults into `environ` (default: `os.environ`) without
     overriding what is already set; returns what was added."""
+    from lambda_handler.settings import ReadSettings, env_name
+
     environ = os.environ if environ is None else environ
     wanted = settings.gdal_environment(batch=batch)
     if "PROJ_DATA" not in wanted and "PROJ_DATA" not in environ and "PROJ_LIB" not in environ:
@@ -81,7 +83,7 @@ def apply_environment(
         if proj:
             wanted["PROJ_DATA"] = proj
     if batch:
-        wanted["MOSAIC_READ_HTTP_TIMEOUT"] = str(settings.batch_read_http_timeout)
+        wanted[env_name(ReadSettings, "http_timeout")] = str(settings.batch_read_http_timeout)
     added = {key: value for key, value in wanted.items() if key not in environ}
     environ.update(added)
     return added
@@ -144,117 +146,6 @@ class LambdaAdapter:
         self.warm_up()
         asyncio.set_event_loop(self.loop)
         return self._mangum(event, context)
-
-
-# ---------------------------------------------------------------------------- response size
-def response_size(response: LambdaResponse) -> int:
-    """Bytes of the response payload as Lambda serializes it."""
-    return len(json.dumps(response, separators=(",", ":")).encode())
-
-
-def _header(response: LambdaResponse, name: str) -> str | None:
-    for key, value in (response.get("headers") or {}).items():
-        if key.lower() == name:
-            return value
-    for key, values in (response.get("multiValueHeaders") or {}).items():
-        if key.lower() == name and values:
-            return values[0]
-    return None
-
-
-def response_body(response: LambdaResponse) -> bytes:
-    """The body bytes of a mangum response (base64 decoded when flagged)."""
-    body = response.get("body") or ""
-    if response.get("isBase64Encoded"):
-        return base64.b64decode(body)
-    return body.encode() if isinstance(body, str) else body
-
-
-def _json_answer(status: int, content: dict[str, Any], **headers: str) -> LambdaResponse:
-    return {
-        "statusCode": status,
-        "headers": {"content-type": "application/json", "cache-control": "no-store", **headers},
-        "body": json.dumps(content),
-        "isBase64Encoded": False,
-    }
-
-
-def too_large_answer(size: int, limit: int) -> LambdaResponse:
-    """413 for the API function: the client should use the batch endpoint."""
-    return _json_answer(
-        413,
-        {
-            "detail": f"the response is {size:,} bytes, over Lambda's limit of {limit:,} bytes: "
-            "ask for a smaller area or tile, or use the batch endpoint (its large responses "
-            "are answered with a redirect to a download)"
-        },
-    )
-
-
-_EXTENSIONS = {
-    "image/tiff": ".tif",
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/webp": ".webp",
-    "application/x-binary": ".npy",
-    "application/json": ".json",
-}
-
-
-@functools.lru_cache(maxsize=4)
-def _exports_client(endpoint: str | None) -> Any:
-    """S3 client of the exports bucket (one per endpoint), signing presigned URLs with SigV4
-    (SigV2 URLs are refused by newer regions and KMS-encrypted objects)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, config=Config(signature_version="s3v4")
-    )
-
-
-def export_response(
-    response: LambdaResponse, settings: LambdaSettings, size: int
-) -> LambdaResponse:
-    """Store a too-large response body in the exports bucket; 303 to a presigned URL."""
-    if not settings.exports_bucket:
-        return _json_answer(
-            500,
-            {
-                "detail": f"the response is {size:,} bytes, over Lambda's limit of "
-                f"{settings.response_limit_bytes:,} bytes, and no exports bucket is configured "
-                "(MOSAIC_LAMBDA_EXPORTS_BUCKET)"
-            },
-        )
-    body = response_body(response)
-    content_type = _header(response, "content-type") or "application/octet-stream"
-    media_type = content_type.split(";")[0].strip()
-    extension = _EXTENSIONS.get(media_type) or mimetypes.guess_extension(media_type) or ""
-    key = f"{settings.exports_prefix}{uuid.uuid4().hex}{extension}"
-    put: dict[str, Any] = {"ContentType": content_type}
-    encoding = _header(response, "content-encoding")
-    if encoding:
-        put["ContentEncoding"] = encoding
-    client = _exports_client(
-        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    )
-    client.put_object(Bucket=settings.exports_bucket, Key=key, Body=body, **put)
-    url = client.generate_presigned_url(
-        "get_object",
-        Params={"Bucket": settings.exports_bucket, "Key": key},
-        ExpiresIn=settings.presigned_url_seconds,
-    )
-    logger.info("exported a %d-byte response to s3://%s/%s", size, settings.exports_bucket, key)
-    return _json_answer(
-        303,
-        {
-            "location": url,
-            "expires_in": settings.presigned_url_seconds,
-            "size": len(body),
-            "content_type": content_type,
-        },
-        location=url,
-    )
 
 
 # ---------------------------------------------------------------------------- identity
@@ -370,7 +261,7 @@ class ApiFunction:
             return None
         if self.api_settings().api_key or iam_identity(event):
             return None
-        return _json_answer(
+        return json_answer(
             403,
             {
                 "detail": "writes need a verified IAM identity (SigV4-signed request through the "
@@ -391,12 +282,12 @@ class BatchFunction(ApiFunction):
     def api_settings(self) -> ApiSettings:
         """ApiSettings from the environment with the batch limits on top."""
         if self._api_settings is None:
-            from lambda_handler.settings import ApiSettings
+            from lambda_handler.settings import ApiSettings, env_name
 
             # Function URL: no 30 s cap. The deadline is the stack's (MOSAIC_API_REQUEST_TIMEOUT,
             # from the function's timeout) or the batch default, below Lambda's 900 s.
             overrides: dict[str, Any] = {}
-            if "MOSAIC_API_REQUEST_TIMEOUT" not in os.environ:
+            if env_name(ApiSettings, "request_timeout") not in os.environ:
                 overrides["request_timeout"] = self.lambda_settings.batch_request_timeout
             self._api_settings = ApiSettings(
                 max_tile_size=self.lambda_settings.batch_max_tile_size, **overrides

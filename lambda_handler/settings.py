@@ -11,9 +11,15 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-def _default_threads() -> int:
-    # Decoding is CPU-bound: more threads than cores slows tiles down (DESIGN.md § 5).
-    return max(1, min(os.cpu_count() or 1, 8))
+def env_name(settings_class: type[BaseSettings], field: str) -> str:
+    """The environment variable of `field` of `settings_class` (e.g. `MOSAIC_API_PUBLIC_URL`).
+
+    Code that configures the package through the environment (the CDK stack) derives the names
+    here, so renaming a field cannot leave a variable behind that nothing reads.
+    """
+    if field not in settings_class.model_fields:
+        raise KeyError(f"{settings_class.__name__} has no field {field!r}")
+    return (settings_class.model_config.get("env_prefix", "") + field).upper()
 
 
 def _io_threads() -> int:
@@ -47,9 +53,8 @@ class BuildSettings(BaseSettings):
 
 
 class ReadSettings(BaseSettings):
-    """How tiles and points are read."""
+    """How mosaic documents are read over HTTP(S) (the tile readers' threads are ApiSettings')."""
 
-    threads: int = Field(default_factory=_default_threads, ge=0)
     http_timeout: float = Field(10.0, gt=0, description="Timeout of HTTP(S) mosaic reads.")
 
     model_config = SettingsConfigDict(env_prefix="MOSAIC_READ_", defer_build=True)
@@ -275,17 +280,6 @@ class ApiSettings(BaseSettings):
                 "'{mosaic_id}'"
             )
 
-    @property
-    def writes_enabled(self) -> bool:
-        """Whether write endpoints can be used at all."""
-        return bool(self.api_key) or self.allow_anonymous_writes
-
-
-@lru_cache
-def api_settings() -> ApiSettings:
-    """Cached ApiSettings."""
-    return ApiSettings()
-
 
 class StacSettings(BaseSettings):
     """STAC API searches (the static and dynamic STAC backends)."""
@@ -392,9 +386,3 @@ class LambdaSettings(BaseSettings):
         if self.proj_data:
             env["PROJ_DATA"] = self.proj_data
         return env
-
-
-@lru_cache
-def lambda_settings() -> LambdaSettings:
-    """Cached LambdaSettings."""
-    return LambdaSettings()

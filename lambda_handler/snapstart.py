@@ -334,9 +334,9 @@ def _forget_network_state() -> None:
     them) and GDAL's HTTP state."""
     if "lambda_handler.backends.aws" in sys.modules:
         sys.modules["lambda_handler.backends.aws"].clear_clients()
-    handler = sys.modules.get("lambda_handler.handler")
-    if handler is not None:
-        handler._exports_client.cache_clear()
+    responses = sys.modules.get("lambda_handler.lambda_responses")
+    if responses is not None:
+        responses.exports_client.cache_clear()
     clear_gdal_network_state()
 
 

@@ -16,13 +16,8 @@ from rasterio.io import MemoryFile
 
 from lambda_handler import handler as handler_module
 from lambda_handler.backends import aws
-from lambda_handler.handler import (
-    ApiFunction,
-    BatchFunction,
-    LambdaAdapter,
-    apply_environment,
-    response_size,
-)
+from lambda_handler.handler import ApiFunction, BatchFunction, LambdaAdapter, apply_environment
+from lambda_handler.lambda_responses import response_size
 from lambda_handler.settings import ApiSettings, LambdaSettings
 from tests.lambda_support import (
     OVERLAP,
