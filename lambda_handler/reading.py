@@ -36,6 +36,9 @@ from rio_tiler.mosaic.reader import mosaic_reader
 from rio_tiler.utils import inherit_rasterio_env
 
 from lambda_handler.backends.base import MosaicJSONBackend
+
+# The tile route still imports it from here (the reader choice lives in the backends package).
+from lambda_handler.backends.readers import STAC_ASSET_TYPES as STAC_ASSET_TYPES
 from lambda_handler.deadline import Deadline
 from lambda_handler.errors import MosaicError
 from lambda_handler.url_policy import UrlNotAllowed, check_url
@@ -47,21 +50,6 @@ except ImportError:  # pragma: no cover - rasterio always ships it
 
 # What GDAL raises when a dataset is missing, unreadable or corrupt.
 GDAL_ERRORS: tuple[type[BaseException], ...] = (RasterioError, CPLE_BaseError)
-
-
-# Mosaics whose assets are STAC items (read with a STAC reader and `assets=`).
-STAC_ASSET_TYPES = {"stac", "stac-item", "stac_item"}
-
-
-def stac_reader() -> type:
-    """The reader of STAC-item assets (the searched-items one when the STAC module is there)."""
-    try:
-        from lambda_handler.stac_reader import SearchedItemReader
-    except ImportError:
-        from rio_tiler.io import STACReader
-
-        return STACReader
-    return SearchedItemReader
 
 
 class AssetReadError(MosaicError):

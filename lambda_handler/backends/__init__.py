@@ -104,7 +104,7 @@ def MosaicBackend(uri: str | None, *args: Any, **kwargs: Any) -> "MosaicJSONBack
 # Backend classes under their own and cogeo-mosaic's names, imported on first access.
 _CLASSES: dict[str, tuple[str, str]] = {
     "MosaicJSONBackend": ("lambda_handler.backends.base", "MosaicJSONBackend"),
-    "BaseBackend": ("lambda_handler.backends.base", "BaseBackend"),
+    "BaseBackend": ("lambda_handler.backends.recipe", "BaseBackend"),
     "MemoryBackend": ("lambda_handler.backends.memory", "MemoryBackend"),
     "FileBackend": ("lambda_handler.backends.file", "FileBackend"),
     "S3Backend": ("lambda_handler.backends.s3", "S3Backend"),

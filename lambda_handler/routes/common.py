@@ -1,4 +1,4 @@
-"""Helpers shared by the routes: mosaic URIs, opening backends, zooms, ETags, headers.
+"""Helpers shared by the routes: mosaic URIs, opening backends, ETags, headers.
 
 pyproj, morecantile, rasterio and rio-tiler are imported by the helpers that use them (on the
 first request that reads a mosaic), not at startup.
@@ -8,7 +8,6 @@ import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Query, Request
@@ -77,57 +76,14 @@ def mosaic_url_uri(
 
 @contextmanager
 def open_backend(uri: str, tms: "TileMatrixSet | None" = None) -> "Iterator[MosaicJSONBackend]":
-    """Open the mosaic at `uri` for requests in `tms`, with zooms translated to that TMS."""
+    """Open the mosaic at `uri` for requests in `tms` (default WebMercatorQuad), closed after.
+
+    The backend chooses the reader (by the mosaic's asset type) and the zooms (translated to
+    `tms`) itself, as for every other entry point."""
     from rio_tiler.constants import WEB_MERCATOR_TMS
 
-    from lambda_handler.reading import STAC_ASSET_TYPES, AssetReader, stac_reader
-
-    tms = tms or WEB_MERCATOR_TMS
-    backend = MosaicBackend(uri, tms=tms, reader=AssetReader)
-    try:
-        mosaic = backend.mosaic_def
-        if (mosaic.asset_type or "").lower() in STAC_ASSET_TYPES:
-            backend.reader = stac_reader()
-        backend.minzoom, backend.maxzoom = zoom_range(
-            mosaic.tms, mosaic.minzoom, mosaic.maxzoom, tms
-        )
+    with MosaicBackend(uri, tms=tms or WEB_MERCATOR_TMS) as backend:
         yield backend
-    finally:
-        backend.close()
-
-
-@lru_cache(maxsize=64)
-def _units(crs_wkt: str) -> float:
-    import pyproj
-    from morecantile.utils import meters_per_unit
-
-    return meters_per_unit(pyproj.CRS.from_user_input(crs_wkt))
-
-
-def _equivalent_zoom(
-    source: "TileMatrixSet", zoom: int, target: "TileMatrixSet", upper: bool
-) -> int:
-    resolution_m = source.matrix(zoom).cellSize * _units(source.rasterio_crs.to_wkt())
-    return target.zoom_for_res(
-        resolution_m / _units(target.rasterio_crs.to_wkt()),
-        zoom_level_strategy="upper" if upper else "lower",
-    )
-
-
-def zoom_range(
-    mosaic_tms: "TileMatrixSet", minzoom: int, maxzoom: int, tms: "TileMatrixSet"
-) -> tuple[int, int]:
-    """Zooms of `tms` matching the mosaic's zooms (by resolution); the same in the same TMS."""
-    if mosaic_tms.id == tms.id and mosaic_tms == tms:
-        return minzoom, maxzoom
-    import pyproj
-
-    try:
-        low = _equivalent_zoom(mosaic_tms, minzoom, tms, upper=False)
-        high = _equivalent_zoom(mosaic_tms, maxzoom, tms, upper=True)
-    except (ValueError, pyproj.exceptions.ProjError):
-        return tms.minzoom, tms.maxzoom
-    return min(low, high), max(low, high)
 
 
 def check_tile(backend: "MosaicJSONBackend", x: int, y: int, z: int) -> None:
