@@ -7,6 +7,7 @@ are imported by the functions that encode, on the first tile.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -90,11 +91,23 @@ def render_image(
 ) -> tuple[bytes, str]:
     """Encode `image`: (body, media type). Raises RenderError naming the faulty parameter.
 
-    Order as titiler: rescale, color formula, then colormap and encoding."""
-    from rasterio.errors import RasterioError
-    from rio_tiler.errors import InvalidDatatypeWarning, RioTilerError
+    Order as titiler: rescale, color formula (`adjust_image`), then colormap and encoding
+    (`encode_image`)."""
+    adjust_image(image, rescale=rescale, color_formula=color_formula)
+    return encode_image(
+        image, output_format=output_format, colormap=colormap, return_mask=return_mask
+    )
 
-    fmt = output_format or default_format(image)
+
+def adjust_image(
+    image: ImageData,
+    rescale: Sequence[tuple[float, float]] | None = None,
+    color_formula: str | None = None,
+) -> ImageData:
+    """Rescale, then apply the color formula, in place (and return `image`).
+
+    The pixel post-processing of a tile, apart from its encoding: the tile route and the
+    export's local workers both call it, so an exported tile holds the route's pixels."""
     if rescale:
         if len(rescale) not in (1, image.count):
             raise RenderError(
@@ -102,32 +115,32 @@ def render_image(
                 f"rescale has {len(rescale)} ranges for {image.count} band(s): give one "
                 "'min,max' range, or one per band",
             )
-        image.rescale(in_range=rescale)
+        image.rescale(in_range=[tuple(r) for r in rescale])
     if color_formula:
         try:
             image.apply_color_formula(color_formula)
         except (ValueError, KeyError, IndexError, TypeError) as err:
             raise RenderError("color_formula", f"cannot apply {color_formula!r}: {err}") from err
-    if output_format is None and colormap is None and str(image.data.dtype) != "uint8":
-        # As titiler: an automatic format (PNG or JPEG, by the mask) is always 8-bit, so a
-        # tile does not change type with its mask; values are scaled from the dataset
-        # statistics, else the data type's range.
-        from rasterio.dtypes import dtype_ranges
+    return image
 
-        ranges = image.dataset_statistics or [dtype_ranges[str(image.data.dtype)]]
-        image.rescale(in_range=ranges)
-    if colormap is not None and image.count != 1:
-        raise RenderError(
-            "colormap",
-            f"a colormap applies to 1-band images, this one has {image.count} bands: "
-            "select one band with bidx or expression",
-        )
-    if fmt.driver in ("JPEG", "WEBP", "PNG") and image.count > 4:
-        raise RenderError(
-            "format",
-            f"{fmt.value} holds at most 4 bands, this image has {image.count}: "
-            "select bands with bidx or expression",
-        )
+
+def encode_image(
+    image: ImageData,
+    output_format: ImageFormat | None = None,
+    colormap: Any = None,
+    return_mask: bool = True,
+) -> tuple[bytes, str]:
+    """Encode an (adjusted) image: (body, media type); RenderError names the faulty parameter.
+
+    An automatic format is 8-bit (see `_to_8bit`); a colormap needs one band; PNG, JPEG and
+    WEBP hold at most 4 bands."""
+    from rasterio.errors import RasterioError
+    from rio_tiler.errors import InvalidDatatypeWarning, RioTilerError
+
+    fmt = output_format or default_format(image)
+    if output_format is None and colormap is None:
+        _to_8bit(image)
+    _check_encodable(image, fmt, colormap)
     try:
         with warnings.catch_warnings():
             # rio-tiler rescales data the format cannot hold and says so: that is expected here.
@@ -141,3 +154,30 @@ def render_image(
     except (RioTilerError, RasterioError, ValueError, TypeError) as err:
         raise RenderError("format", f"cannot encode the tile as {fmt.value}: {err}") from err
     return body, fmt.media_type
+
+
+def _to_8bit(image: ImageData) -> None:
+    """As titiler: an automatic format (PNG or JPEG, by the mask) is always 8-bit, so a tile
+    does not change type with its mask; values are scaled from the dataset statistics, else
+    the data type's range."""
+    if str(image.data.dtype) == "uint8":
+        return
+    from rasterio.dtypes import dtype_ranges
+
+    ranges = image.dataset_statistics or [dtype_ranges[str(image.data.dtype)]]
+    image.rescale(in_range=ranges)
+
+
+def _check_encodable(image: ImageData, fmt: ImageFormat, colormap: Any) -> None:
+    if colormap is not None and image.count != 1:
+        raise RenderError(
+            "colormap",
+            f"a colormap applies to 1-band images, this one has {image.count} bands: "
+            "select one band with bidx or expression",
+        )
+    if fmt.driver in ("JPEG", "WEBP", "PNG") and image.count > 4:
+        raise RenderError(
+            "format",
+            f"{fmt.value} holds at most 4 bands, this image has {image.count}: "
+            "select bands with bidx or expression",
+        )

@@ -9,10 +9,17 @@ import rasterio
 from rasterio.windows import Window
 
 from lambda_handler.backends import MosaicBackend
-from lambda_handler.export import export_mosaic, plan_export
-from lambda_handler.export.options import TileOptions, render_locally
+from lambda_handler.export import (
+    ExportOutput,
+    ExportRun,
+    ExportTiles,
+    ProgressSink,
+    TileOptions,
+    export_mosaic,
+    plan_export,
+)
 from lambda_handler.export.plan import ExportError
-from lambda_handler.export.runner import ProgressSink
+from lambda_handler.export.renderers import render_tile_arrays
 from lambda_handler.export.sigv4 import Credentials, region_from_url, sign
 from lambda_handler.mosaic import from_urls
 
@@ -64,7 +71,14 @@ def test_plan_errors(kwargs, message):
 def test_in_process_export_matches_single_tiles(mosaic_uri, tmp_path):
     output = tmp_path / "export.tif"
     options = TileOptions(pixel_selection="highest")
-    report = export_mosaic(output, 10, bbox=AREA, uri=mosaic_uri, options=options, concurrency=2)
+    report = export_mosaic(
+        output,
+        10,
+        bbox=AREA,
+        uri=mosaic_uri,
+        tiles=ExportTiles(options),
+        run=ExportRun(concurrency=2),
+    )
     assert report.assembled and not report.failed
     assert report.rendered == report.tiles
     assert not (tmp_path / "export.tif.tiles").exists(), "kept tiles removed after assembly"
@@ -84,7 +98,7 @@ def test_in_process_export_matches_single_tiles(mosaic_uri, tmp_path):
         assert tuple(src.bounds) == pytest.approx((west, south, east, north))
         compared = 0
         for x, y in plan.tiles:
-            expected = render_locally(backend, x, y, 10, 256, options)
+            expected = render_tile_arrays(backend, x, y, 10, 256, options)
             col, row = plan.window(x, y)
             window = Window(col, row, 256, 256)
             mask = src.read_masks(1, window=window)
@@ -115,12 +129,18 @@ class StopAfter(ProgressSink):
 def test_interrupted_export_resumes_with_missing_tiles_only(mosaic_uri, tmp_path):
     output = tmp_path / "resumed.tif"
     with pytest.raises(KeyboardInterrupt):
-        export_mosaic(output, 10, bbox=AREA, uri=mosaic_uri, concurrency=1, progress=StopAfter(5))
+        export_mosaic(
+            output,
+            10,
+            bbox=AREA,
+            uri=mosaic_uri,
+            run=ExportRun(concurrency=1, progress=StopAfter(5)),
+        )
     kept = list((tmp_path / "resumed.tif.tiles").glob("10-*"))
     assert len(kept) >= 5
     assert not output.exists()
 
-    report = export_mosaic(output, 10, bbox=AREA, uri=mosaic_uri, concurrency=2)
+    report = export_mosaic(output, 10, bbox=AREA, uri=mosaic_uri, run=ExportRun(concurrency=2))
     assert report.reused == len(kept)
     assert report.rendered == report.tiles - len(kept)
     assert report.assembled and output.exists()
@@ -128,15 +148,25 @@ def test_interrupted_export_resumes_with_missing_tiles_only(mosaic_uri, tmp_path
 
 def test_resume_refuses_tiles_of_another_export(mosaic_uri, tmp_path):
     output = tmp_path / "mixed.tif"
-    export_mosaic(output, 10, bbox=AREA, uri=mosaic_uri, concurrency=2, keep_tiles=True)
+    export_mosaic(
+        ExportOutput(output, keep_tiles=True),
+        10,
+        bbox=AREA,
+        uri=mosaic_uri,
+        run=ExportRun(concurrency=2),
+    )
     with pytest.raises(ExportError, match="different export"):
-        export_mosaic(output, 11, bbox=AREA, uri=mosaic_uri, concurrency=2)
+        export_mosaic(output, 11, bbox=AREA, uri=mosaic_uri, run=ExportRun(concurrency=2))
 
 
 def test_empty_area_is_an_error_not_an_empty_cog(mosaic_uri, tmp_path):
     with pytest.raises(ExportError, match="no data"):
         export_mosaic(
-            tmp_path / "empty.tif", 10, bbox=(10, 10, 10.5, 10.5), uri=mosaic_uri, concurrency=1
+            tmp_path / "empty.tif",
+            10,
+            bbox=(10, 10, 10.5, 10.5),
+            uri=mosaic_uri,
+            run=ExportRun(concurrency=1),
         )
 
 
@@ -176,4 +206,6 @@ def test_sigv4_matches_botocore(monkeypatch, token):
 
 def test_zoom_outside_the_mosaic_is_refused(mosaic_uri, tmp_path):
     with pytest.raises(ExportError, match=r"zoom 14 is outside the mosaic's zooms \(8-12\)"):
-        export_mosaic(tmp_path / "deep.tif", 14, bbox=AREA, uri=mosaic_uri, concurrency=1)
+        export_mosaic(
+            tmp_path / "deep.tif", 14, bbox=AREA, uri=mosaic_uri, run=ExportRun(concurrency=1)
+        )

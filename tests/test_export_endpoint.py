@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from lambda_handler.export import export_mosaic, plan_export
+from lambda_handler.export import ExportRun, ExportTiles, TileOptions, export_mosaic, plan_export
 from lambda_handler.export.plan import ExportError
 from tests.conftest import PROJECT_ROOT
 from tests.servers_api import _write, uvicorn_server
@@ -45,7 +45,7 @@ def test_export_through_faults_gives_identical_pixels(faulty_server, api_store, 
     before = served(faulty_server)
     remote = export_mosaic(
         tmp_path / "remote.tif", ZOOM, bbox=AREA, endpoint=faulty_server, mosaic_id=MOSAIC,
-        concurrency=4, request_timeout=1.5, backoff_base=0.05, seed=1,
+        request_timeout=1.5, run=ExportRun(concurrency=4, backoff_base=0.05, seed=1),
     )  # fmt: skip
     assert remote.assembled and not remote.failed
     after = served(faulty_server)
@@ -54,7 +54,11 @@ def test_export_through_faults_gives_identical_pixels(faulty_server, api_store, 
     assert after["attempts"] - before["attempts"] > tiles, "faults were injected and retried"
 
     local = export_mosaic(
-        tmp_path / "local.tif", ZOOM, bbox=AREA, uri=api_store.uri(MOSAIC), concurrency=2
+        tmp_path / "local.tif",
+        ZOOM,
+        bbox=AREA,
+        uri=api_store.uri(MOSAIC),
+        run=ExportRun(concurrency=2),
     )
     assert local.assembled
     remote_data, remote_mask, remote_transform = read_all(tmp_path / "remote.tif")
@@ -75,10 +79,8 @@ def test_unknown_mosaic_and_zoom_fail_early(faulty_server, tmp_path):
 def test_permanent_errors_are_reported_not_retried(faulty_server, tmp_path):
     report = export_mosaic(
         tmp_path / "bad.tif", ZOOM, bbox=AREA, endpoint=faulty_server, mosaic_id=MOSAIC,
-        options=__import__("lambda_handler.export.options", fromlist=["TileOptions"]).TileOptions(
-            pixel_selection="no-such-method"
-        ),
-        concurrency=4, request_timeout=1.5, backoff_base=0.05,
+        request_timeout=1.5, tiles=ExportTiles(TileOptions(pixel_selection="no-such-method")),
+        run=ExportRun(concurrency=4, backoff_base=0.05),
     )  # fmt: skip
     assert not report.assembled
     assert len(report.failed) == report.tiles

@@ -197,22 +197,22 @@ def test_export_color_formula_same_in_endpoint_and_local_modes(api_server, api_s
     tile route, which applies it as the local mode does: the same GeoTIFF pixels."""
     import rasterio
 
-    from lambda_handler.export import export_mosaic
-    from lambda_handler.export.options import TileOptions
+    from lambda_handler.export import ExportRun, ExportTiles, TileOptions, export_mosaic
 
     options = TileOptions(color_formula="gamma RGB 3.5, saturation 1.7, sigmoidal RGB 15 0.35")
     area, zoom = (-78.3, 45.3, -78.0, 45.5), 9
     remote = export_mosaic(
         tmp_path / "remote.tif", zoom, bbox=area, endpoint=api_server, mosaic_id="scenes",
-        concurrency=2, options=options,
+        tiles=ExportTiles(options), run=ExportRun(concurrency=2),
     )  # fmt: skip
     local = export_mosaic(
-        tmp_path / "local.tif", zoom, bbox=area, uri=api_store.uri("scenes"), concurrency=2,
-        options=options,
+        tmp_path / "local.tif", zoom, bbox=area, uri=api_store.uri("scenes"),
+        tiles=ExportTiles(options), run=ExportRun(concurrency=2),
     )  # fmt: skip
     plain = export_mosaic(
-        tmp_path / "plain.tif", zoom, bbox=area, uri=api_store.uri("scenes"), concurrency=2
-    )
+        tmp_path / "plain.tif", zoom, bbox=area, uri=api_store.uri("scenes"),
+        run=ExportRun(concurrency=2),
+    )  # fmt: skip
     assert remote.assembled and local.assembled and plain.assembled
     arrays = {}
     for name in ("remote", "local", "plain"):

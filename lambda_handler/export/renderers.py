@@ -11,8 +11,15 @@ from urllib.parse import quote
 
 import numpy as np
 
-from lambda_handler.export.options import TileOptions, render_locally
+from lambda_handler.export.job import (
+    DEFAULT_ENDPOINT_CONCURRENCY,
+    ExportRun,
+    ExportSource,
+    ExportTiles,
+)
+from lambda_handler.tile_pipeline import TileOptions, read_tile_image
 
+# A rendered tile: (data, mask), or None when the tile has no data.
 TileResult = tuple[np.ndarray, np.ndarray | None] | None
 
 
@@ -49,8 +56,25 @@ def _init_worker(uri: str) -> None:
     _worker_backend = MosaicBackend(uri)
 
 
+def render_tile_arrays(
+    backend: Any, x: int, y: int, z: int, tile_size: int, options: TileOptions
+) -> TileResult:
+    """One tile read and post-processed by the tile route's pipeline (the pixels the route's
+    `.npy` answer holds): (data, mask), or None when the tile has no data."""
+    from rio_tiler.errors import EmptyMosaicError, NoAssetFoundError, TileOutsideBounds
+
+    try:
+        image, _, _ = read_tile_image(backend, x, y, z, options, tilesize=tile_size)
+    except (NoAssetFoundError, EmptyMosaicError, TileOutsideBounds):
+        return None
+    mask = np.asarray(image.mask, dtype="uint8")
+    if not mask.any():
+        return None
+    return np.asarray(image.data), mask
+
+
 def _render_in_worker(x: int, y: int, z: int, tile_size: int, options: TileOptions) -> TileResult:
-    return render_locally(_worker_backend, x, y, z, tile_size, options)
+    return render_tile_arrays(_worker_backend, x, y, z, tile_size, options)
 
 
 def _start_workers_ignoring_sigint(pool: ProcessPoolExecutor, workers: int) -> None:
@@ -104,6 +128,9 @@ class LocalRenderer:
 
         with MosaicBackend(self.uri) as backend:
             check_zoom(zoom, backend.minzoom, backend.maxzoom)
+
+    def close(self) -> None:
+        """Nothing to release: the worker pool ends with the run."""
 
 
 # ---------------------------------------------------------------------------- endpoint
@@ -221,3 +248,26 @@ class EndpointRenderer:
     def close(self) -> None:
         """Close the HTTP client."""
         self._client.close()
+
+
+def make_renderer(
+    source: ExportSource, tiles: ExportTiles, run: ExportRun
+) -> LocalRenderer | EndpointRenderer:
+    """The renderer of a source: worker processes for a URI, HTTP requests for an endpoint."""
+    import os
+
+    if source.uri is not None:
+        return LocalRenderer(
+            uri=source.uri, options=tiles.options, workers=run.concurrency or os.cpu_count() or 1
+        )
+    return EndpointRenderer(
+        endpoint=str(source.endpoint),
+        mosaic_id=str(source.mosaic_id),
+        options=tiles.options,
+        workers=run.concurrency or DEFAULT_ENDPOINT_CONCURRENCY,
+        max_attempts=run.max_attempts,
+        sign=source.sign,
+        on_request=run.on_request,
+        timeout=source.request_timeout,
+        backoff_base=run.backoff_base,
+    )

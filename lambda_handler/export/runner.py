@@ -1,21 +1,19 @@
 """Run an export: fan tiles out, keep each finished tile, assemble the COG."""
 
-import os
 import random
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lambda_handler.export.assemble import assemble, check_output
-from lambda_handler.export.options import TileOptions
+from lambda_handler.export.job import ExportOutput, ExportRun, ExportSource, ExportTiles
 from lambda_handler.export.plan import ExportError, ExportPlan, plan_export
-from lambda_handler.export.renderers import EndpointRenderer, LocalRenderer
+from lambda_handler.export.progress import ProgressSink
+from lambda_handler.export.renderers import EndpointRenderer, LocalRenderer, make_renderer
 from lambda_handler.export.store import TileStore
-
-DEFAULT_ENDPOINT_CONCURRENCY = 50  # well under a Lambda account's default 1,000
 
 
 @dataclass
@@ -37,149 +35,74 @@ class ExportReport:
         return self.rendered / self.seconds if self.seconds else 0.0
 
 
-class ProgressSink:
-    """Progress callbacks; the CLI shows them with rich, the Python API may ignore them."""
-
-    def start(self, total: int, already_done: int) -> None:  # noqa: D102
-        pass
-
-    def advance(self, failed: bool) -> None:  # noqa: D102
-        pass
-
-    def stop(self) -> None:  # noqa: D102
-        pass
-
-
-class RichProgress(ProgressSink):
-    """A rich progress bar: tiles done/failed, throughput and ETA."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("Tiles"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TextColumn("failed {task.fields[failed]}"),
-            TextColumn("{task.fields[rate]:.1f} tiles/s"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self._failed = 0
-        self._done = 0
-        self._started = time.perf_counter()
-
-    def start(self, total: int, already_done: int) -> None:  # noqa: D102
-        self._progress.start()
-        self._task = self._progress.add_task(
-            "export", total=total, completed=already_done, failed=0, rate=0.0
-        )
-        self._started = time.perf_counter()
-
-    def advance(self, failed: bool) -> None:  # noqa: D102
-        self._done += 1
-        self._failed += int(failed)
-        rate = self._done / max(1e-9, time.perf_counter() - self._started)
-        self._progress.update(self._task, advance=1, failed=self._failed, rate=rate)
-
-    def stop(self) -> None:  # noqa: D102
-        self._progress.stop()
-
-
 def export_mosaic(
-    output: str | Path,
+    output: str | Path | ExportOutput,
     zoom: int,
     bbox: tuple[float, float, float, float] | None = None,
     geojson: dict | None = None,
-    uri: str | None = None,
-    endpoint: str | None = None,
-    mosaic_id: str | None = None,
-    tile_scale: int = 1,
-    options: TileOptions | None = None,
-    concurrency: int | None = None,
-    sign: Callable[[str, str, dict[str, str]], dict[str, str]] | None = None,
-    progress: ProgressSink | None = None,
-    cog_profile: str = "deflate",
-    keep_tiles: bool = False,
-    max_attempts: int = 6,
-    seed: int | None = None,
-    on_request: Callable[[], None] | None = None,
-    allow_partial: bool = False,
-    request_timeout: float = 60.0,
-    backoff_base: float = 0.5,
+    source: ExportSource | None = None,
+    tiles: ExportTiles | None = None,
+    run: ExportRun | None = None,
+    **source_fields: Any,
 ) -> ExportReport:
-    """Export an area of a mosaic as one COG.
+    """Export an area (`bbox` or `geojson`, lon/lat) of a mosaic at `zoom` as one COG.
 
-    Tiles render in worker processes from `uri` (single machine) or are requested from
-    `endpoint` for `mosaic_id` (a batch Function URL or any tiler). Finished tiles are kept in
-    `{output}.tiles/`; running the same export again renders only the missing ones.
+    Tiles render in worker processes from a backend URI (single machine) or are requested from
+    a tiler endpoint (a batch Function URL or any tiler): `source=ExportSource(...)`, or its
+    fields as keywords (`uri=...`, or `endpoint=..., mosaic_id=...`). `output` is a path or
+    an `ExportOutput`. Finished tiles are kept in `{output}.tiles/`; running the same export
+    again renders only the missing ones.
     """
-    options = options or TileOptions()
-    if (uri is None) == (endpoint is None):
-        raise ExportError("give either a backend URI (local rendering) or an endpoint")
-    if endpoint is not None and not mosaic_id:
-        raise ExportError("an endpoint export needs the mosaic id")
-    source = {"uri": uri} if uri else {"endpoint": endpoint, "mosaic_id": mosaic_id}
+    source = _source(source, source_fields)
+    tiles = tiles or ExportTiles()
+    run = run or ExportRun()
+    if not isinstance(output, ExportOutput):
+        output = ExportOutput(Path(output))
     plan: ExportPlan = plan_export(
         zoom,
         bbox=bbox,
         geojson=geojson,
-        tile_scale=tile_scale,
-        options={**options.as_dict(), **source},
+        tile_scale=tiles.scale,
+        options={**tiles.options.as_dict(), **source.identity()},
     )
-    output = Path(output)
-    check_output(output, cog_profile)
-    if uri is not None:
-        renderer: LocalRenderer | EndpointRenderer = LocalRenderer(
-            uri=uri, options=options, workers=concurrency or os.cpu_count() or 1
-        )
-    else:
-        renderer = EndpointRenderer(
-            endpoint=endpoint,
-            mosaic_id=mosaic_id,
-            options=options,
-            workers=concurrency or DEFAULT_ENDPOINT_CONCURRENCY,
-            max_attempts=max_attempts,
-            sign=sign,
-            on_request=on_request,
-            timeout=request_timeout,
-            backoff_base=backoff_base,
-        )
-    try:
+    check_output(output.path, output.cog_profile)
+    with closing(make_renderer(source, tiles, run)) as renderer:
         renderer.check(zoom)
-    except BaseException:
-        if isinstance(renderer, EndpointRenderer):
-            renderer.close()
-        raise
-    # Only once the source answers: a failed check must not leave a tile store behind.
-    store = TileStore(output.with_name(output.name + ".tiles"), plan)
+        # Only once the source answers: a failed check must not leave a tile store behind.
+        store = TileStore(output.path.with_name(output.path.name + ".tiles"), plan)
+        report = _render_missing(plan, store, renderer, run, output.path)
+    if report.failed and not run.allow_partial:
+        return report
+    assemble(plan, store, output.path, output.cog_profile)
+    report.assembled = True
+    if not output.keep_tiles:
+        store.remove()
+    return report
+
+
+def _source(source: ExportSource | None, fields: dict[str, Any]) -> ExportSource:
+    """The source given as an object or as keywords (README's `export_mosaic(..., uri=...)`)."""
+    if source is not None and fields:
+        raise ExportError(f"give the source as `source` or as keywords, not both: {list(fields)}")
+    return source if source is not None else ExportSource(**fields)
+
+
+def _render_missing(
+    plan: ExportPlan,
+    store: TileStore,
+    renderer: LocalRenderer | EndpointRenderer,
+    run: ExportRun,
+    output: Path,
+) -> ExportReport:
+    """Render the tiles the store lacks, in a shuffled order; the report counts them."""
     done = store.done()
     todo = [tile for tile in plan.tiles if tile not in done]
-    random.Random(seed).shuffle(todo)  # spread load over the mosaic, as the notebook does
+    random.Random(run.seed).shuffle(todo)  # spread load over the mosaic, as the notebook does
     report = ExportReport(output=output, tiles=len(plan.tiles), reused=len(done))
-    progress = progress or ProgressSink()
     started = time.perf_counter()
     if todo:
-        _render_all(plan, store, renderer, todo, report, progress)
+        _render_all(plan, store, renderer, todo, report, run.progress or ProgressSink())
     report.seconds = time.perf_counter() - started
-    if isinstance(renderer, EndpointRenderer):
-        renderer.close()
-
-    if report.failed and not allow_partial:
-        return report
-    assemble(plan, store, output, cog_profile)
-    report.assembled = True
-    if not keep_tiles:
-        store.remove()
     return report
 
 
