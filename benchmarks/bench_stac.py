@@ -20,7 +20,8 @@ import morecantile
 from lambda_handler import cache
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.backends.dynamic_stac import DynamicStacBackend
-from lambda_handler.stac_client import forget_items, search
+from lambda_handler.stac.client import search
+from lambda_handler.stac.items import forget_items
 from tests.servers_stac import (
     make_collection,
     make_item,

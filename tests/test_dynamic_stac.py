@@ -10,7 +10,7 @@ from rio_tiler.io import STACReader
 
 from lambda_handler.backends.dynamic_stac import DynamicStacBackend
 from lambda_handler.errors import InvalidMosaicError, ReadOnlyBackendError
-from lambda_handler.stac_client import StacApiError, StacApiUnreachableError
+from lambda_handler.stac.client import StacApiError, StacApiUnreachableError
 from tests.servers_stac import (
     TEST_CLOUD_COVER,
     TEST_COLLECTION,

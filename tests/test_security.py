@@ -20,7 +20,7 @@ from lambda_handler.app import create_app
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.mosaic.builder import dataset_footprint, from_features
 from lambda_handler.settings import ApiSettings
-from lambda_handler.stac_client import StacApiError, search
+from lambda_handler.stac.client import StacApiError, search
 from lambda_handler.url_policy import UrlNotAllowed, check_url, is_allowed
 from tests.lambda_support import OVERLAP, function_url_event, http_api_event, rest_api_event
 from tests.lambda_support import tile_path as lambda_tile_path

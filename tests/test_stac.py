@@ -9,7 +9,7 @@ import shapely
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.backends.stac import StacBackend
 from lambda_handler.errors import InvalidMosaicError, MosaicNotFoundError, ReadOnlyBackendError
-from lambda_handler.stac_client import (
+from lambda_handler.stac.client import (
     StacApiError,
     StacApiUnreachableError,
     StacResponseError,

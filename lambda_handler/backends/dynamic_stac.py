@@ -26,16 +26,9 @@ from rio_tiler.types import BBox
 from rio_tiler.utils import CRS_to_uri
 
 from lambda_handler.errors import ReadOnlyBackendError
-from lambda_handler.stac_client import (
-    Accessor,
-    api_options,
-    cached_search,
-    item_assets,
-    make_accessor,
-    remember_items,
-    search_url,
-)
-from lambda_handler.stac_reader import SearchedItemReader
+from lambda_handler.stac.client import api_options, cached_search, search_url
+from lambda_handler.stac.items import Accessor, item_assets, make_accessor, remember_items
+from lambda_handler.stac.reader import SearchedItemReader
 
 # Half-size (degrees) of the polygon searched around a point: some APIs accept only polygons.
 POINT_BUFFER = 1e-6

@@ -17,21 +17,11 @@ from rio_tiler.io import BaseReader, MultiBandReader, MultiBaseReader
 from lambda_handler import cache
 from lambda_handler.backends.base import MosaicJSONBackend
 from lambda_handler.errors import InvalidMosaicError, MosaicNotFoundError
-from lambda_handler.mosaic.builder import from_features
 from lambda_handler.mosaic.model import MosaicJSON
-from lambda_handler.stac_client import (
-    api_options,
-    cached_search,
-    canonical,
-    check_geometries,
-    item_assets,
-    item_url,
-    make_accessor,
-    remember_items,
-    search,
-    search_url,
-)
-from lambda_handler.stac_reader import SearchedItemReader
+from lambda_handler.stac.client import api_options, cached_search, canonical, search, search_url
+from lambda_handler.stac.items import indexed_assets, item_url, make_accessor, remember_items
+from lambda_handler.stac.mosaic import mosaic_from_items
+from lambda_handler.stac.reader import SearchedItemReader
 
 # mosaic_options that are not builder arguments.
 _ZOOM_OPTIONS = ("minzoom", "maxzoom")
@@ -138,18 +128,11 @@ class StacBackend(MosaicJSONBackend):
             raise MosaicNotFoundError(
                 f"the STAC search at {self._url} returned no items for query {canonical(self.query)}"
             )
-        check_geometries(items, self._url)
-        assets = item_assets(items, self._accessor, self._url)
+        assets = indexed_assets(items, self._accessor, self._url)
         remember_items(items, assets, self.query)
-        # The accessor already ran (errors name the search URL): hand its results to the builder.
-        asset_of = {id(item): asset for item, asset in zip(items, assets, strict=True)}
         try:
-            return from_features(
-                items,
-                self._mosaic_minzoom,
-                self._mosaic_maxzoom,
-                accessor=lambda item: asset_of[id(item)],
-                **self._build_options,
+            return mosaic_from_items(
+                items, assets, self._mosaic_minzoom, self._mosaic_maxzoom, **self._build_options
             )
         except InvalidMosaicError as err:
             raise InvalidMosaicError(f"STAC search {self._url}: {err}") from err

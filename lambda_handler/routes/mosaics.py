@@ -4,9 +4,8 @@ The MosaicJSON model and builder (morecantile, numpy, shapely) are imported by t
 build or parse documents, not at startup.
 """
 
-import datetime as dt
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -30,18 +29,11 @@ from lambda_handler.routes.dependencies import TileMatrixSetId, get_settings, ge
 from lambda_handler.routes.security import require_write_access
 from lambda_handler.routes.write_locks import if_match_precondition, mosaic_write_lock
 from lambda_handler.settings import ApiSettings
+from lambda_handler.stac.seasons import Season
 
 if TYPE_CHECKING:
     from lambda_handler.mosaic.model import MosaicJSON
 
-Season = Literal["spring", "summer", "autumn", "winter"]
-# Meteorological seasons of the northern hemisphere (awspds-mosaic's `seasons` filter).
-SEASON_MONTHS: dict[str, set[int]] = {
-    "spring": {3, 4, 5},
-    "summer": {6, 7, 8},
-    "autumn": {9, 10, 11},
-    "winter": {12, 1, 2},
-}
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -127,49 +119,23 @@ class MosaicAddition(BaseModel):
 
 
 # ---------------------------------------------------------------------------- building
-def _in_seasons(item: dict[str, Any], seasons: list[str]) -> bool:
-    props = item.get("properties") or {}
-    stamp = props.get("datetime") or props.get("start_datetime")
-    if not isinstance(stamp, str):
-        return False
-    try:
-        month = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).month
-    except ValueError:
-        return False
-    return any(month in SEASON_MONTHS[s] for s in seasons)
-
-
 def _stac_document(
     body: MosaicSource, builder_options: dict[str, Any], settings: ApiSettings | None = None
 ) -> "MosaicJSON":
     # Imported here: only mosaic creation from a STAC search needs the STAC client.
-    from lambda_handler import stac_client
-    from lambda_handler.mosaic.builder import from_features
+    from lambda_handler.stac.mosaic import mosaic_from_search
 
     if body.minzoom is None or body.maxzoom is None:
         raise ApiError(422, "a mosaic from a STAC search needs minzoom and maxzoom", "minzoom")
-    allowed = settings.allowed_asset_prefixes if settings else []
-    max_items = body.max_items or (settings.max_items if settings else None)
-    items = stac_client.search(
-        body.stac_api, body.search or {}, max_items=max_items, allowed_prefixes=allowed
-    )
-    if body.seasons:
-        items = [item for item in items if _in_seasons(item, body.seasons)]
-    if not items:
-        raise ApiError(
-            422, f"the STAC search at {body.stac_api} returned no items to mosaic", "search"
-        )
-    stac_client.check_geometries(items, body.stac_api)
-    accessor = stac_client.make_accessor(body.asset)
-    assets = stac_client.item_assets(items, accessor, body.stac_api)
-    by_id = {id(item): asset for item, asset in zip(items, assets, strict=True)}
-    if body.asset is None:
-        builder_options.setdefault("asset_type", "stac")
-    return from_features(
-        items,
+    return mosaic_from_search(
+        body.stac_api,
+        body.search or {},
         body.minzoom,
         body.maxzoom,
-        accessor=lambda item: by_id[id(item)],
+        asset=body.asset,
+        seasons=body.seasons,
+        max_items=body.max_items or (settings.max_items if settings else None),
+        allowed_prefixes=settings.allowed_asset_prefixes if settings else [],
         **builder_options,
     )
 

@@ -6,7 +6,7 @@ import attr
 import pystac
 from rio_tiler.io import STACReader
 
-from lambda_handler.stac_client import cached_item
+from lambda_handler.stac.items import cached_item
 from lambda_handler.url_policy import UrlNotAllowed, check_url
 
 

@@ -1,4 +1,6 @@
-"""STAC API item search: paging, errors, caching. Shared by the static and dynamic STAC backends.
+"""STAC API item search: HTTP requests, paging, errors and the search cache.
+
+Shared by the static and dynamic STAC backends and by `POST /mosaics` with `stac_api`.
 
 Paging follows the STAC API spec only: `rel=next` links, POST (with `body`, and `merge`) or GET;
 a search stops on an empty page or a page without a next link. The `context` extension and
@@ -12,23 +14,22 @@ server's error page can hold anything).
 
 import json
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable
 from typing import Any
 
 import httpx
-from cachetools import TTLCache
 
 from lambda_handler import cache
-from lambda_handler.errors import InvalidMosaicError, MosaicError
-from lambda_handler.settings import cache_settings, stac_settings
+from lambda_handler.errors import MosaicError
+from lambda_handler.settings import stac_settings
+from lambda_handler.stac.items import Item
 from lambda_handler.url_policy import UrlNotAllowed, check_url, same_origin
-
-Item = dict[str, Any]
-Accessor = Callable[[Item], str]
 
 _ACCEPT = "application/geo+json, application/json;q=0.9"
 _OPTION_NAMES = ("max_items", "limit", "next_link_key", "allowed_prefixes")
 _MAX_REDIRECTS = 5
+# (method, url, body, headers) of one page of a search.
+PageRequest = tuple[str, str, dict | None, dict | None]
 
 
 class StacApiError(MosaicError):
@@ -145,9 +146,7 @@ def _request(
     return payload
 
 
-def _next_request(
-    page: dict, rel: str, url: str, body: dict
-) -> tuple[str, str, dict | None, dict | None] | None:
+def _next_request(page: dict, rel: str, url: str, body: dict) -> PageRequest | None:
     """(method, url, body, headers) of the link with relation `rel`, or None on the last page."""
     links = page.get("links") or []
     link = next((x for x in links if isinstance(x, dict) and x.get("rel") == rel), None)
@@ -167,12 +166,6 @@ def _next_request(
     return "POST", href, next_body, headers
 
 
-def _item_key(item: Any) -> tuple[str, str] | None:
-    if isinstance(item, dict) and item.get("id") is not None:
-        return (str(item.get("collection")), str(item["id"]))
-    return None
-
-
 def normalize_query(query: dict | None) -> dict:
     """A copy of a search body with `sortby` given as text ("-a,+b") turned into the POST form."""
     body = dict(query or {})
@@ -184,6 +177,74 @@ def normalize_query(query: dict | None) -> dict:
             for f in fields
         ]
     return body
+
+
+def _first_body(
+    query: dict | None, limit: int | None, max_items: int | None, default_limit: int
+) -> dict:
+    """The body of the first page: the normalized query with the page size as its `limit`."""
+    body = normalize_query(query)
+    page_size = limit if limit is not None else body.get("limit")
+    if page_size is None:
+        page_size = default_limit
+    if max_items:
+        page_size = min(page_size, max_items)  # never ask for more than will be kept
+    body["limit"] = page_size
+    return body
+
+
+class _PageGuard:
+    """Stops a search whose next links loop back to an earlier page or that runs past
+    MOSAIC_STAC_MAX_PAGES pages: a misbehaving API must not keep a request busy forever."""
+
+    def __init__(self, url: str, max_pages: int):
+        self.url = url
+        self.max_pages = max_pages
+        self.page_number = 0
+        self._seen: set[str] = set()
+
+    def admit(self, method: str, href: str, body: dict | None) -> int:
+        """The number of the page about to be requested; StacApiError if it may not be."""
+        fingerprint = json.dumps([method, href, body], sort_keys=True, default=str)
+        if fingerprint in self._seen:
+            raise StacApiError(
+                f"the STAC search at {self.url} loops: page {self.page_number + 1} repeats an "
+                f"earlier request ({method} {href})",
+                url=href,
+            )
+        self._seen.add(fingerprint)
+        self.page_number += 1
+        if self.page_number > self.max_pages:
+            raise StacApiError(
+                f"the STAC search at {self.url} has more than {self.max_pages} pages "
+                "(MOSAIC_STAC_MAX_PAGES): narrow the query or set max_items",
+                url=href,
+            )
+        return self.page_number
+
+
+class _UniqueItems:
+    """The items of a search in order, each kept once: offset-paged APIs repeat an item when
+    the result shifts between two pages."""
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        self._found: set[tuple[str, str]] = set()
+
+    def add(self, page_items: list[Item]) -> None:
+        """Append the items of a page not already kept (items without an id are all kept)."""
+        for item in page_items:
+            key = _item_key(item)
+            if key is None or key not in self._found:
+                self.items.append(item)
+                if key is not None:
+                    self._found.add(key)
+
+
+def _item_key(item: Any) -> tuple[str, str] | None:
+    if isinstance(item, dict) and item.get("id") is not None:
+        return (str(item.get("collection")), str(item["id"]))
+    return None
 
 
 def search(
@@ -207,56 +268,26 @@ def search(
         raise ValueError(f"max_items must be at least 1, got {max_items}")
     url = search_url(url)
     scope = _Scope(url, allowed_prefixes)
-    body = normalize_query(query)
-    page_size = limit if limit is not None else body.get("limit")
-    if page_size is None:
-        page_size = settings.default_limit
-    if max_items:
-        page_size = min(page_size, max_items)  # never ask for more than will be kept
-    body["limit"] = page_size
+    body = _first_body(query, limit, max_items, settings.default_limit)
     rel = next_link_key or "next"
-
-    features: list[Item] = []
-    request: tuple[str, str, dict | None, dict | None] | None = ("POST", url, body, None)
-    seen: set[str] = set()
-    found: set[tuple[str, str]] = set()
-    page_number = 0
+    guard = _PageGuard(url, settings.max_pages)
+    found = _UniqueItems()
+    request: PageRequest | None = ("POST", url, body, None)
     while request is not None:
         method, href, request_body, headers = request
-        fingerprint = json.dumps([method, href, request_body], sort_keys=True, default=str)
-        if fingerprint in seen:
-            raise StacApiError(
-                f"the STAC search at {url} loops: page {page_number + 1} repeats an earlier "
-                f"request ({method} {href})",
-                url=href,
-            )
-        seen.add(fingerprint)
-        page_number += 1
-        if page_number > settings.max_pages:
-            raise StacApiError(
-                f"the STAC search at {url} has more than {settings.max_pages} pages "
-                "(MOSAIC_STAC_MAX_PAGES): narrow the query or set max_items",
-                url=href,
-            )
+        page_number = guard.admit(method, href, request_body)
         if page_number > 1:
             scope.check(href, "the next link")
         page = _request(method, href, request_body, headers, page_number, scope)
-        items = page["features"]
-        if not items:
+        if not page["features"]:
             break
-        for item in items:
-            # Offset-paged APIs repeat an item when the result shifts between two pages.
-            key = _item_key(item)
-            if key is None or key not in found:
-                features.append(item)
-                if key is not None:
-                    found.add(key)
-        if max_items and len(features) >= max_items:
-            return features[:max_items]
+        found.add(page["features"])
+        if max_items and len(found.items) >= max_items:
+            return found.items[:max_items]
         if request_body is not None:
             body = request_body
         request = _next_request(page, rel, href, body)
-    return features
+    return found.items
 
 
 # ---------------------------------------------------------------------------- caching
@@ -286,124 +317,3 @@ def cached_search(url: str, query: dict | None = None, **options: Any) -> list[I
     options = api_options(options)
     key: Hashable = ("stac-search", canonical(query or {}), canonical(options))
     return cache.assets_cache.get_or_compute(url, key, lambda: search(url, query, **options))
-
-
-# ---------------------------------------------------------------------------- items
-def item_label(item: Any, index: int | None = None) -> str:
-    """How an item is named in error messages: its id, else its position."""
-    if isinstance(item, dict) and item.get("id") is not None:
-        return repr(item["id"])
-    return f"#{index}" if index is not None else "(no id)"
-
-
-def item_url(item: Item) -> str:
-    """The URL of an item: its `self` link, else `{root}/collections/{collection}/items/{id}`,
-    else its id."""
-    links = [x for x in item.get("links") or [] if isinstance(x, dict)]
-    for link in links:
-        if link.get("rel") == "self" and link.get("href"):
-            return link["href"]
-    root = next((x["href"] for x in links if x.get("rel") == "root" and x.get("href")), None)
-    if root and item.get("collection") and item.get("id") is not None:
-        return f"{root.rstrip('/')}/collections/{item['collection']}/items/{item['id']}"
-    if item.get("id") is None:
-        raise InvalidMosaicError("a STAC item has neither a self link nor an id")
-    return str(item["id"])
-
-
-def asset_href(name: str) -> Accessor:
-    """Accessor returning the href of asset `name` (error naming the item when it has none)."""
-
-    def accessor(item: Item) -> str:
-        try:
-            return item["assets"][name]["href"]
-        except (KeyError, TypeError) as err:
-            raise InvalidMosaicError(
-                f"STAC item {item_label(item)} has no asset {name!r} (or it has no href)"
-            ) from err
-
-    accessor.__name__ = f"asset_href_{name}"
-    return accessor
-
-
-def make_accessor(accessor: Accessor | str | None) -> Accessor:
-    """An accessor from the `accessor` option: a callable, an asset name, or None (item URL)."""
-    if accessor is None:
-        return item_url
-    if isinstance(accessor, str):
-        return asset_href(accessor)
-    if not callable(accessor):
-        raise TypeError(f"accessor must be a callable or an asset name, got {accessor!r}")
-    return accessor
-
-
-def item_assets(items: Sequence[Item], accessor: Accessor, url: str) -> list[str]:
-    """The accessor's value for each item; an item it fails on is named with the search URL."""
-    values = []
-    for index, item in enumerate(items):
-        try:
-            value = accessor(item)
-        except InvalidMosaicError as err:
-            raise InvalidMosaicError(f"{err} (search {url})") from err
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
-            raise InvalidMosaicError(
-                f"the accessor failed on STAC item {item_label(item, index)} from {url}: "
-                f"{type(err).__name__}: {err}"
-            ) from err
-        if not isinstance(value, str) or not value:
-            raise InvalidMosaicError(
-                f"the accessor returned {value!r} for STAC item {item_label(item, index)} "
-                f"from {url}: expected a non-empty string"
-            )
-        values.append(value)
-    return values
-
-
-def check_geometries(items: Sequence[Item], url: str) -> None:
-    """Raise InvalidMosaicError naming the first item without a geometry."""
-    for index, item in enumerate(items):
-        if not isinstance(item, dict) or not item.get("geometry"):
-            raise InvalidMosaicError(
-                f"STAC item {item_label(item, index)} from {url} has no geometry"
-            )
-
-
-# Items seen in searches, by URL, so the STAC reader need not GET each item again.
-_items_lock = threading.Lock()
-_items: TTLCache | None = None
-
-
-def _item_store() -> TTLCache | None:
-    global _items
-    size = stac_settings().item_cache_size
-    if not cache_settings().enabled or size == 0:
-        return None
-    if _items is None or _items.maxsize != size or _items.ttl != cache_settings().ttl:
-        _items = TTLCache(maxsize=size, ttl=cache_settings().ttl)
-    return _items
-
-
-def remember_items(items: Sequence[Item], urls: Sequence[str], query: dict | None) -> None:
-    """Keep searched items by URL for `cached_item` (not when `fields` trimmed the items)."""
-    if query and query.get("fields"):
-        return
-    with _items_lock:
-        store = _item_store()
-        if store is None:
-            return
-        for item, item_href in zip(items, urls, strict=True):
-            store[item_href] = item
-
-
-def cached_item(item_href: str) -> Item | None:
-    """A searched item by URL, if still cached."""
-    with _items_lock:
-        store = _item_store()
-        return None if store is None else store.get(item_href)
-
-
-def forget_items() -> None:
-    """Drop the searched items (tests)."""
-    with _items_lock:
-        if _items is not None:
-            _items.clear()
