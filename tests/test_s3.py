@@ -1,9 +1,8 @@
-"""S3 backend against two real S3 implementations (moto server and s3rver), and the AWS path
-end to end: COGs in the S3 stand-in, their mosaic in DynamoDB, tiles rendered through GDAL."""
+"""What only the S3 backend does, against two real S3 implementations (moto server and s3rver):
+its URI, the probe of a server's conditional puts, one client per process, and the AWS path end
+to end: COGs in the S3 stand-in, their mosaic in DynamoDB, tiles rendered through GDAL. What
+every object store does is in tests/test_object_stores.py."""
 
-import gzip
-import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +11,12 @@ import pytest
 from lambda_handler import cache
 from lambda_handler.backends import MosaicBackend, aws
 from lambda_handler.backends.s3 import S3Backend, parse_s3_uri, s3_client
-from lambda_handler.errors import (
-    InvalidMosaicError,
-    MosaicAuthError,
-    MosaicExistsError,
-    MosaicNotFoundError,
-)
+from lambda_handler.errors import InvalidMosaicError, MosaicAuthError, MosaicExistsError
 from lambda_handler.mosaic import from_urls
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.mosaic.tiling import tile_quadkey
 from lambda_handler.sample_data import SCENES
-from tests.servers_aws import Reply, unique_name
+from tests.servers_aws import unique_name
 
 
 def document(tag: str = "a") -> MosaicJSON:
@@ -42,44 +36,11 @@ def bucket(s3_env) -> str:
     return name
 
 
-def write(uri: str, doc: MosaicJSON, overwrite: bool = False) -> None:
-    with MosaicBackend(uri, mosaic_def=doc) as backend:
-        backend.write(overwrite=overwrite)
-
-
 def test_uri():
     assert parse_s3_uri("s3://b/k/m.json.gz") == ("b", "k/m.json.gz")
     for bad in ("s3://b", "s3://b/", "s3:///k", "s3://b/dir/"):
         with pytest.raises(InvalidMosaicError):
             parse_s3_uri(bad)
-
-
-@pytest.mark.parametrize("key", ["mosaics/plain.json", "mosaics/packed.json.gz"])
-def test_round_trip(bucket, s3_env, key):
-    uri = f"s3://{bucket}/{key}"
-    doc = document()
-    write(uri, doc)
-    stored = s3_env.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    if key.endswith(".gz"):
-        assert stored[:2] == b"\x1f\x8b"
-        stored = gzip.decompress(stored)
-    assert json.loads(stored)["tiles"] == doc.tiles
-    with MosaicBackend(uri) as backend:
-        assert backend.mosaic_def.tiles == doc.tiles
-        assert backend.get_assets(1, 2, 8) == ["s3://cogs/a/1_2.tif"]
-        assert backend.to_document() == doc
-
-
-def test_overwrite_rules(bucket, s3_env):
-    uri = f"s3://{bucket}/m.json"
-    write(uri, document("one"))
-    with pytest.raises(MosaicExistsError, match="already exists"):
-        write(uri, document("two"))
-    cache.clear_all()
-    assert MosaicBackend(uri).mosaic_def.name == "one"
-    write(uri, document("two"), overwrite=True)
-    cache.clear_all()
-    assert MosaicBackend(uri).mosaic_def.name == "two"
 
 
 def test_conditional_put_detection(bucket, s3_env):
@@ -114,66 +75,6 @@ def test_creator_racing_between_head_and_put_loses(moto_server, monkeypatch):
         events.unregister("before-call.s3.PutObject", sneak_in)
     cache.clear_all()
     assert MosaicBackend(uri).mosaic_def.name == "early"
-
-
-def test_concurrent_creators(bucket, s3_env):
-    """Two threads create the same key: one wins, the stored document is whole."""
-    uri = f"s3://{bucket}/two.json"
-    S3Backend(f"s3://{bucket}/probe.json", mosaic_def=document()).conditional_put_supported()
-    barrier = threading.Barrier(2)
-    results: dict[str, str] = {}
-
-    def create(tag: str) -> None:
-        backend = MosaicBackend(uri, mosaic_def=document(tag))
-        barrier.wait()
-        try:
-            backend.write()
-            results[tag] = "won"
-        except MosaicExistsError:
-            results[tag] = "lost"
-
-    threads = [threading.Thread(target=create, args=(t,)) for t in ("x", "y")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    cache.clear_all()
-    stored = MosaicBackend(uri).mosaic_def
-    assert stored.name in results and results[stored.name] == "won"
-    assert stored.tiles == document(stored.name).tiles
-
-
-def test_missing_bucket_and_key(bucket, s3_env):
-    with pytest.raises(MosaicNotFoundError, match="not found"):
-        MosaicBackend(f"s3://{bucket}/absent.json")
-    missing = unique_name("no-bucket")
-    with pytest.raises(MosaicNotFoundError, match=missing):
-        MosaicBackend(f"s3://{missing}/m.json")
-    with pytest.raises(MosaicNotFoundError, match=missing):
-        write(f"s3://{missing}/m.json", document())
-    with pytest.raises(MosaicNotFoundError):
-        S3Backend(f"s3://{bucket}/absent.json", mosaic_def=document()).delete()
-
-
-def test_delete(bucket, s3_env):
-    uri = f"s3://{bucket}/gone.json.gz"
-    write(uri, document())
-    MosaicBackend(uri).delete()
-    with pytest.raises(MosaicNotFoundError):
-        MosaicBackend(uri)
-
-
-def test_access_denied(bucket, s3_env, fault_proxy, monkeypatch):
-    """A 403 AccessDenied answer (from a real proxy in front of the server) is MosaicAuthError."""
-    body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
-    proxy = fault_proxy(
-        s3_env.endpoint, lambda i, r: Reply(403, body, {"Content-Type": "application/xml"})
-    )
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
-    with pytest.raises(MosaicAuthError, match="access denied"):
-        MosaicBackend(f"s3://{bucket}/m.json")
-    with pytest.raises(MosaicAuthError):
-        write(f"s3://{bucket}/m.json", document(), overwrite=True)
 
 
 def test_unknown_access_key_is_auth_error(s3rver_server, monkeypatch):

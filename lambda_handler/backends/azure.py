@@ -11,7 +11,8 @@ account (its `BlobEndpoint=` also points at an emulator such as azurite), otherw
 
 Concurrent updates: an update reads the blob and its ETag, merges, and uploads with
 `If-Match: <that ETag>` (azurite honours it); a writer that lost the race gets 412, re-reads,
-re-merges and retries (bounded, then MosaicConflictError).
+re-merges and retries (bounded, then MosaicConflictError). The protocol and the error table are
+`object_store.py`'s; this module holds Azure's vocabulary.
 """
 
 import os
@@ -22,20 +23,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attr
 
-from lambda_handler.backends.base import MosaicJSONBackend
-from lambda_handler.backends.compression import decode_document, encode_document, is_gzip_name
-from lambda_handler.errors import (
-    BackendNotAvailableError,
-    InvalidMosaicError,
-    MosaicAuthError,
-    MosaicChangedError,
-    MosaicError,
-    MosaicExistsError,
-    MosaicNotFoundError,
-    MosaicWriteError,
-    brief_message,
+from lambda_handler.backends.object_store import (
+    Failure,
+    ObjectStoreBackend,
+    StoredObject,
+    etag_revision,
 )
-from lambda_handler.mosaic.model import MosaicJSON
+from lambda_handler.errors import BackendNotAvailableError, InvalidMosaicError, brief_message
 from lambda_handler.settings import cloud_storage_settings
 
 if TYPE_CHECKING:  # the libraries are optional: only type checkers import them here
@@ -154,7 +148,7 @@ def _default_credential() -> Any:
 
 
 @attr.s
-class AzureBackend(MosaicJSONBackend):
+class AzureBackend(ObjectStoreBackend):
     """A MosaicJSON document in an Azure blob; `.gz` names are stored gzip-compressed.
 
     `write(overwrite=False)` uploads with `If-None-Match: *`, so the service itself refuses to
@@ -162,104 +156,81 @@ class AzureBackend(MosaicJSONBackend):
     """
 
     _backend_name: ClassVar[str] = "Azure Blob Storage"
+    _container_label: ClassVar[str] = "Azure container"
+    _container_noun: ClassVar[str] = "container"
+    _object_noun: ClassVar[str] = "blob"
+    _credentials_hint: ClassVar[str] = (
+        "check AZURE_STORAGE_CONNECTION_STRING or the DefaultAzureCredential sources"
+    )
+    # The service (azurite too) honours If-None-Match: no look first.
+    _create_checks_first: ClassVar[bool] = False
     location: AzureLocation = attr.ib(init=False)
 
-    def __attrs_post_init__(self) -> None:
+    def _locate(self) -> tuple[str, str]:
         """Check the URI and the client library before anything is read."""
         self.location = parse_azure_uri(self.input)
         _import_blob()
-        super().__attrs_post_init__()
+        return self.location.container, self.location.key
 
     def _blob(self) -> "BlobClient":
-        where = self.location
-        return azure_client(where).get_blob_client(where.container, where.key)
+        return azure_client(self.location).get_blob_client(self.container, self.key)
 
-    def _read(self) -> MosaicJSON:
-        return self._read_for_write()[0]
-
-    def _read_for_write(self) -> tuple[MosaicJSON, str | None]:
-        """The document and its ETag (also its store revision)."""
-        where = self.location
-        try:
-            download = self._blob().download_blob()
-            body = download.readall()
-        except Exception as err:
-            raise self._translate(err, "read") from err
-        etag = download.properties.etag
-        document = decode_document(body, where.key)
-        return document.with_store_revision(etag.strip('"') if etag else None), etag
-
-    def _condition(self) -> dict[str, Any]:
-        """Keyword arguments making a replace/delete conditional on the ETag read (if any)."""
-        if not self._expected_token:
+    @staticmethod
+    def _match(if_match: Any) -> dict[str, Any]:
+        """Keyword arguments making a request conditional on an ETag (none without one)."""
+        if not if_match:
             return {}
         from azure.core import MatchConditions
 
-        return {"etag": self._expected_token, "match_condition": MatchConditions.IfNotModified}
+        return {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
 
-    def write(self, overwrite: bool = False) -> None:
-        """Upload the document; a blob becomes visible only once its upload is complete."""
-        where = self.location
-        body = encode_document(self.mosaic_def, where.key)
-        content_settings = _import_blob().ContentSettings(
-            content_type="application/gzip" if is_gzip_name(where.key) else "application/json"
+    # ------------------------------------------------------------------ primitives
+    def _get_object(self) -> StoredObject:
+        download = self._blob().download_blob()
+        body = download.readall()
+        etag = download.properties.etag
+        return StoredObject(body, etag, etag_revision(etag))
+
+    def _put_object(
+        self, body: bytes, content_type: str, *, if_absent: bool, if_match: Any
+    ) -> str | None:
+        content_settings = _import_blob().ContentSettings(content_type=content_type)
+        # overwrite=False makes the SDK send If-None-Match: * (checked by the service).
+        result = self._blob().upload_blob(
+            body,
+            overwrite=not if_absent,
+            content_settings=content_settings,
+            **self._match(if_match),
         )
-        condition = self._condition() if overwrite else {}
-        try:
-            # overwrite=False makes the SDK send If-None-Match: * (checked by the service).
-            result = self._blob().upload_blob(
-                body, overwrite=overwrite, content_settings=content_settings, **condition
-            )
-        except Exception as err:
-            raise self._translate(err, "replace" if condition else "write") from err
-        finally:
-            self._invalidate()
-        etag = (result or {}).get("etag")
-        self.mosaic_def.with_store_revision(etag.strip('"') if etag else None)
+        return etag_revision((result or {}).get("etag"))
 
-    def delete(self) -> None:
-        """Delete the blob."""
-        condition = self._condition()
-        try:
-            self._blob().delete_blob(**condition)
-        except Exception as err:
-            raise self._translate(err, "delete") from err
-        finally:
-            self._invalidate()
+    def _object_exists(self) -> bool:
+        return self._blob().exists()
 
-    def _translate(self, err: Exception, action: str) -> Exception:
-        """A typed error for a failed request (the original is chained by the caller)."""
+    def _delete_object(self, *, if_match: Any) -> None:
+        self._blob().delete_blob(**self._match(if_match))
+
+    def _list_object_keys(self, prefix: str) -> list[str]:
+        container = azure_client(self.location).get_container_client(self.container)
+        return list(container.list_blob_names(name_starts_with=prefix or None))
+
+    def _classify(self, err: Exception) -> tuple[Failure, str] | None:
         from azure.core import exceptions as azure_errors
 
-        where = self.location
-        code = str(getattr(err, "error_code", "") or "")
+        if not isinstance(err, azure_errors.AzureError):
+            return None
         status = getattr(err, "status_code", None)
-        failed = MosaicWriteError if action in ("write", "replace", "delete") else MosaicError
-        if isinstance(err, azure_errors.ResourceExistsError) and action == "write":
-            return MosaicExistsError(f"mosaic already exists: {self.input} (use overwrite=True)")
-        if isinstance(err, azure_errors.ResourceModifiedError) or (
-            status == 412 and action in ("replace", "delete")
-        ):
-            return MosaicChangedError(
-                f"mosaic {self.input} changed since it was read (If-Match refused the {action})"
-            )
-        if isinstance(err, azure_errors.ResourceNotFoundError) or status == 404:
-            if code == "ContainerNotFound":
-                return MosaicNotFoundError(
-                    f"Azure container not found: {where.container!r} (for {self.input})"
-                )
-            return MosaicNotFoundError(
-                f"mosaic not found: blob {where.key!r} does not exist in container "
-                f"{where.container!r}"
-            )
-        if isinstance(err, azure_errors.ClientAuthenticationError) or status in (401, 403):
-            return MosaicAuthError(
-                f"access denied to {self.input} ({action}): {brief_message(err)}; check "
-                "AZURE_STORAGE_CONNECTION_STRING or the DefaultAzureCredential sources"
-            )
-        if isinstance(err, azure_errors.AzureError):
-            return failed(f"could not {action} {self.input}: {brief_message(err)}")
-        return err
+        failure = Failure.FAILED
+        if isinstance(err, azure_errors.ResourceExistsError | azure_errors.ResourceModifiedError):
+            failure = Failure.PRECONDITION_FAILED  # 409 BlobAlreadyExists, 412 ConditionNotMet
+        elif status == 412:
+            failure = Failure.PRECONDITION_FAILED
+        elif isinstance(err, azure_errors.ResourceNotFoundError) or status == 404:
+            container_missing = getattr(err, "error_code", None) == "ContainerNotFound"
+            failure = Failure.CONTAINER_NOT_FOUND if container_missing else Failure.OBJECT_NOT_FOUND
+        elif isinstance(err, azure_errors.ClientAuthenticationError) or status in (401, 403):
+            failure = Failure.ACCESS_DENIED
+        return failure, brief_message(err)
 
 
 # cogeo-mosaic's name for this backend.

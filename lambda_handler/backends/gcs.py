@@ -9,7 +9,8 @@ emulator, as Google's library does by itself.
 Concurrent updates: an update reads the document and its generation, merges, and uploads with
 `ifGenerationMatch=<that generation>`; a writer that lost the race gets 412, re-reads, re-merges
 and retries (bounded, then MosaicConflictError). gcp-storage-emulator ignores preconditions, so
-the tests check the request carries it.
+the tests check the request carries it. The protocol and the error table are
+`object_store.py`'s; this module holds GCS's vocabulary.
 """
 
 import hashlib
@@ -21,20 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attr
 
-from lambda_handler.backends.base import MosaicJSONBackend
-from lambda_handler.backends.compression import decode_document, encode_document, is_gzip_name
-from lambda_handler.errors import (
-    BackendNotAvailableError,
-    InvalidMosaicError,
-    MosaicAuthError,
-    MosaicChangedError,
-    MosaicError,
-    MosaicExistsError,
-    MosaicNotFoundError,
-    MosaicWriteError,
-    brief_message,
-)
-from lambda_handler.mosaic.model import MosaicJSON
+from lambda_handler.backends.object_store import Failure, ObjectStoreBackend, StoredObject
+from lambda_handler.errors import BackendNotAvailableError, InvalidMosaicError, brief_message
 from lambda_handler.settings import cloud_storage_settings
 
 if TYPE_CHECKING:  # the library is optional: only type checkers import it here
@@ -119,7 +108,7 @@ def _new_client(storage: Any, anonymous: bool, project: str | None) -> "Client":
 
 
 @attr.s
-class GCSBackend(MosaicJSONBackend):
+class GCSBackend(ObjectStoreBackend):
     """A MosaicJSON document in a GCS object; `.gz` names are stored gzip-compressed.
 
     `write(overwrite=False)` sends `ifGenerationMatch=0`, so GCS itself refuses to replace an
@@ -127,113 +116,80 @@ class GCSBackend(MosaicJSONBackend):
     """
 
     _backend_name: ClassVar[str] = "Google Cloud Storage"
-    location: GCSLocation = attr.ib(init=False)
+    _container_label: ClassVar[str] = "GCS bucket"
+    _condition_name: ClassVar[str] = "ifGenerationMatch"
+    _credentials_hint: ClassVar[str] = (
+        "check the application default credentials (or MOSAIC_CLOUD_GCS_ANONYMOUS for public "
+        "buckets)"
+    )
 
-    def __attrs_post_init__(self) -> None:
+    def _locate(self) -> tuple[str, str]:
         """Check the URI and the client library before anything is read."""
-        self.location = parse_gcs_uri(self.input)
+        location = parse_gcs_uri(self.input)
         _import_storage()
-        super().__attrs_post_init__()
+        return location.bucket, location.key
 
     def _blob(self) -> "Blob":
-        where = self.location
-        return gcs_client().bucket(where.bucket).blob(where.key)
+        return gcs_client().bucket(self.container).blob(self.key)
 
-    def _read(self) -> MosaicJSON:
-        return self._read_for_write()[0]
-
-    def _read_for_write(self) -> tuple[MosaicJSON, int | None]:
-        """The document (store revision: a digest of its bytes) and its generation."""
-        where = self.location
+    # ------------------------------------------------------------------ primitives
+    def _get_object(self) -> StoredObject:
+        """The bytes, their generation, and a digest of them as the store revision."""
         blob = self._blob()
         timeout = cloud_storage_settings().timeout
-        try:
-            body = blob.download_as_bytes(timeout=timeout)
-            # The download's headers carry the generation; servers that omit them are asked.
-            if blob.generation is None:
-                blob.reload(timeout=timeout)
-        except Exception as err:
-            raise self._translate(err, "read") from err
+        body = blob.download_as_bytes(timeout=timeout)
+        # The download's headers carry the generation; servers that omit them are asked.
+        if blob.generation is None:
+            blob.reload(timeout=timeout)
         generation = int(blob.generation) if blob.generation is not None else None
-        document = decode_document(body, where.key)
-        return document.with_store_revision(_digest(body)), generation
+        return StoredObject(body, generation, _digest(body))
 
-    def write(self, overwrite: bool = False) -> None:
-        """Upload the document in one request; GCS makes it visible only once complete."""
-        where = self.location
-        body = encode_document(self.mosaic_def, where.key)
-        blob = self._blob()
-        if not overwrite:
-            # The precondition below is what makes create-only atomic on GCS; this check first
-            # keeps it for stores that ignore preconditions (gcp-storage-emulator does, measured)
-            # and costs one metadata request on a rare operation.
-            try:
-                exists = blob.exists(timeout=cloud_storage_settings().timeout)
-            except Exception as err:
-                raise self._translate(err, "write") from err
-            if exists:
-                raise MosaicExistsError(f"mosaic already exists: {self.input} (use overwrite=True)")
+    def _put_object(
+        self, body: bytes, content_type: str, *, if_absent: bool, if_match: Any
+    ) -> str | None:
         # Create only (0: no live object), or replace only the generation a read-modify-write
-        # started from, or replace whatever is there.
-        generation = self._expected_token if overwrite else 0
-        try:
-            blob.upload_from_string(
-                body,
-                content_type="application/gzip" if is_gzip_name(where.key) else "application/json",
-                if_generation_match=generation,
-                timeout=cloud_storage_settings().timeout,
-            )
-        except Exception as err:
-            raise self._translate(err, "write" if not overwrite else "replace") from err
-        finally:
-            self._invalidate()
-        self.mosaic_def.with_store_revision(_digest(body))
+        # started from, or (None) replace whatever is there.
+        self._blob().upload_from_string(
+            body,
+            content_type=content_type,
+            if_generation_match=0 if if_absent else if_match,
+            timeout=cloud_storage_settings().timeout,
+        )
+        return _digest(body)
 
-    def delete(self) -> None:
-        """Delete the object."""
-        try:
-            self._blob().delete(
-                if_generation_match=self._expected_token,
-                timeout=cloud_storage_settings().timeout,
-            )
-        except Exception as err:
-            raise self._translate(err, "delete") from err
-        finally:
-            self._invalidate()
+    def _object_exists(self) -> bool:
+        return self._blob().exists(timeout=cloud_storage_settings().timeout)
 
-    def _translate(self, err: Exception, action: str) -> Exception:
-        """A typed error for a failed request (the original is chained by the caller)."""
+    def _delete_object(self, *, if_match: Any) -> None:
+        self._blob().delete(if_generation_match=if_match, timeout=cloud_storage_settings().timeout)
+
+    def _list_object_keys(self, prefix: str) -> list[str]:
+        blobs = gcs_client().list_blobs(
+            self.container, prefix=prefix or None, timeout=cloud_storage_settings().timeout
+        )
+        return [blob.name for blob in blobs]
+
+    def _classify(self, err: Exception) -> tuple[Failure, str] | None:
         from google.api_core import exceptions as api
         from google.auth.exceptions import GoogleAuthError
         from requests import RequestException
 
-        failed = MosaicWriteError if action in ("write", "replace", "delete") else MosaicError
-        if isinstance(err, api.PreconditionFailed) and action == "write":
-            return MosaicExistsError(f"mosaic already exists: {self.input} (use overwrite=True)")
-        if isinstance(err, api.PreconditionFailed) and action in ("replace", "delete"):
-            return MosaicChangedError(
-                f"mosaic {self.input} changed since it was read (ifGenerationMatch refused the "
-                f"{action})"
-            )
-        if isinstance(err, api.NotFound):
-            return MosaicNotFoundError(self._not_found_message())
-        if isinstance(err, api.Forbidden | api.Unauthorized | GoogleAuthError):
-            return MosaicAuthError(
-                f"access denied to {self.input} ({action}): {brief_message(err)}; check the "
-                "application default credentials (or MOSAIC_CLOUD_GCS_ANONYMOUS for public buckets)"
-            )
-        if isinstance(err, api.GoogleAPICallError | RequestException):
-            return failed(f"could not {action} {self.input}: {brief_message(err)}")
-        return err
+        failures: tuple[tuple[Any, Failure], ...] = (
+            (api.PreconditionFailed, Failure.PRECONDITION_FAILED),
+            # GCS's 404 does not say whether the bucket or the object is missing.
+            (api.NotFound, Failure.NOT_FOUND),
+            (api.Forbidden | api.Unauthorized | GoogleAuthError, Failure.ACCESS_DENIED),
+            (api.GoogleAPICallError | RequestException, Failure.FAILED),
+        )
+        for error_types, failure in failures:
+            if isinstance(err, error_types):
+                return failure, brief_message(err)
+        return None
 
-    def _not_found_message(self) -> str:
-        where = self.location
+    def _container_exists(self) -> bool | None:
         try:
-            bucket_exists = (
-                gcs_client().bucket(where.bucket).exists(timeout=cloud_storage_settings().timeout)
+            return (
+                gcs_client().bucket(self.container).exists(timeout=cloud_storage_settings().timeout)
             )
         except Exception:  # e.g. no right to see the bucket: name the object only
-            return f"mosaic not found: {self.input}"
-        if not bucket_exists:
-            return f"GCS bucket not found: {where.bucket!r} (for {self.input})"
-        return f"mosaic not found: object {where.key!r} does not exist in bucket {where.bucket!r}"
+            return None

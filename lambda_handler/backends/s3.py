@@ -10,6 +10,7 @@ Concurrent updates: an update reads the document and its ETag, merges, and puts 
 `If-Match: <that ETag>` (AWS S3 conditional writes, moto); a writer that lost the race gets 412,
 re-reads, re-merges and retries (bounded, then MosaicConflictError). Conditional deletes send
 `If-Match` too. s3rver ignores `If-Match`: there concurrent updates can still overwrite each other.
+The protocol and the error table are `object_store.py`'s; this module holds S3's vocabulary.
 """
 
 import logging
@@ -23,17 +24,13 @@ import attr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_handler.backends import aws
-from lambda_handler.backends.base import MosaicJSONBackend
-from lambda_handler.backends.compression import decode_document, encode_document, is_gzip_name
-from lambda_handler.errors import (
-    InvalidMosaicError,
-    MosaicChangedError,
-    MosaicError,
-    MosaicExistsError,
-    MosaicNotFoundError,
-    MosaicWriteError,
+from lambda_handler.backends.object_store import (
+    Failure,
+    ObjectStoreBackend,
+    StoredObject,
+    etag_revision,
 )
-from lambda_handler.mosaic.model import MosaicJSON
+from lambda_handler.errors import InvalidMosaicError
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +38,15 @@ NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 # Both mean "an object is already there": 412 for a plain conflict, 409 when a concurrent
 # conditional write of the same key is in flight.
 EXISTS_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+# S3's error codes -> what they mean; auth codes and anything else are decided in `_classify`.
+FAILURE_OF_CODE: dict[str, Failure] = {
+    "NoSuchBucket": Failure.CONTAINER_NOT_FOUND,
+    "NoSuchKey": Failure.OBJECT_NOT_FOUND,
+    # HEAD answers carry no body, hence no code saying what is missing.
+    "NotFound": Failure.NOT_FOUND,
+    "404": Failure.NOT_FOUND,
+    **dict.fromkeys(EXISTS_CODES, Failure.PRECONDITION_FAILED),
+}
 
 # (endpoint, bucket) -> whether PutObject honours If-None-Match: *.
 _conditional_support: dict[tuple[str, str], bool] = {}
@@ -65,43 +71,46 @@ def s3_client() -> Any:
 
 
 @attr.s
-class S3Backend(MosaicJSONBackend):
+class S3Backend(ObjectStoreBackend):
     """A MosaicJSON document in an S3 object."""
 
-    bucket: str = attr.ib(init=False)
-    key: str = attr.ib(init=False)
-
     _backend_name: ClassVar[str] = "S3"
+    _container_label: ClassVar[str] = "S3 bucket"
+    _credentials_hint: ClassVar[str] = (
+        "check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, …) and the bucket's policy"
+    )
+    # DeleteObject of a missing key succeeds: a HEAD first reports it.
+    _delete_reports_missing: ClassVar[bool] = False
 
-    def __attrs_post_init__(self) -> None:
-        """Parse the URI, then read the document (unless one was given)."""
-        self.bucket, self.key = parse_s3_uri(self.input)
-        super().__attrs_post_init__()
+    @property
+    def bucket(self) -> str:
+        """The bucket holding the document."""
+        return self.container
 
-    def _error(self, err: Exception, doing: str, default: type[MosaicError]) -> MosaicError:
-        if isinstance(err, ClientError):
-            code = aws.error_code(err)
-            if code == "NoSuchBucket":
-                return MosaicNotFoundError(f"S3 bucket {self.bucket!r} not found ({self.input})")
-            if code in NOT_FOUND_CODES:
-                return MosaicNotFoundError(f"mosaic not found: {self.input}")
-        return aws.map_error(err, f"{doing} {self.input}", default=default)
+    def _locate(self) -> tuple[str, str]:
+        return parse_s3_uri(self.input)
 
-    def _read(self) -> MosaicJSON:
-        return self._read_for_write()[0]
-
-    def _read_for_write(self) -> tuple[MosaicJSON, str | None]:
-        """The document and its ETag (also its store revision)."""
-        try:
-            response = s3_client().get_object(Bucket=self.bucket, Key=self.key)
-            body = response["Body"].read()
-        except (ClientError, BotoCoreError) as err:
-            raise self._error(err, "reading", MosaicError) from err
+    # ------------------------------------------------------------------ primitives
+    def _get_object(self) -> StoredObject:
+        response = s3_client().get_object(Bucket=self.bucket, Key=self.key)
+        body = response["Body"].read()
         etag = response.get("ETag")
-        document = decode_document(body, self.input)
-        return document.with_store_revision(etag.strip('"') if etag else None), etag
+        return StoredObject(body, etag, etag_revision(etag))
 
-    def _exists(self) -> bool:
+    def _put_object(
+        self, body: bytes, content_type: str, *, if_absent: bool, if_match: Any
+    ) -> str | None:
+        extra: dict[str, Any] = {}
+        if if_absent and self.conditional_put_supported():
+            extra["IfNoneMatch"] = "*"
+        if if_match:
+            extra["IfMatch"] = if_match
+        response = s3_client().put_object(
+            Bucket=self.bucket, Key=self.key, Body=body, ContentType=content_type, **extra
+        )
+        return etag_revision(response.get("ETag"))
+
+    def _object_exists(self) -> bool:
         try:
             s3_client().head_object(Bucket=self.bucket, Key=self.key)
         except ClientError as err:
@@ -110,6 +119,30 @@ class S3Backend(MosaicJSONBackend):
             raise
         return True
 
+    def _delete_object(self, *, if_match: Any) -> None:
+        extra = {"IfMatch": if_match} if if_match else {}
+        s3_client().delete_object(Bucket=self.bucket, Key=self.key, **extra)
+
+    def _list_object_keys(self, prefix: str) -> list[str]:
+        pages = (
+            s3_client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        )
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def _classify(self, err: Exception) -> tuple[Failure, str] | None:
+        if isinstance(err, BotoCoreError):  # no answer (connection, timeout, credentials)
+            return Failure.FAILED, str(err)
+        if not isinstance(err, ClientError):
+            return None
+        code = aws.error_code(err)
+        detail = f"{code}: {err.response.get('Error', {}).get('Message', '')}".rstrip(": ")
+        if code in FAILURE_OF_CODE:
+            return FAILURE_OF_CODE[code], detail
+        if aws.is_auth_error(err):
+            return Failure.ACCESS_DENIED, detail
+        return Failure.FAILED, detail
+
+    # ------------------------------------------------------------------ precondition support
     def _probe_precondition(
         self, cache: dict[tuple[str, str], bool], name: str, first: bytes, **second: Any
     ) -> bool:
@@ -174,68 +207,6 @@ class S3Backend(MosaicJSONBackend):
     def _write_guard(self) -> Iterator[None]:
         # No lock: the conditional put is the guard. Checked once so a server that ignores
         # it is reported instead of silently losing updates.
-        try:
+        with self._translated("probe"):
             self.conditional_replace_supported()
-        except (ClientError, BotoCoreError) as err:
-            raise self._error(err, "probing", MosaicWriteError) from err
         yield
-
-    def write(self, overwrite: bool = False) -> None:
-        """Upload the document (one PUT: readers see the old or the new one, never a mix)."""
-        body = encode_document(self.mosaic_def, self.key)
-        # No Content-Encoding for .gz: HTTP clients would inflate it behind the reader's back.
-        gz = is_gzip_name(self.key)
-        extra: dict[str, Any] = {}
-        try:
-            if not overwrite:
-                if self._exists():
-                    raise self._exists_error()
-                if self.conditional_put_supported():
-                    extra["IfNoneMatch"] = "*"
-            elif self._expected_token:
-                # Replace only the copy this read-modify-write started from.
-                extra["IfMatch"] = self._expected_token
-            response = s3_client().put_object(
-                Bucket=self.bucket,
-                Key=self.key,
-                Body=body,
-                ContentType="application/gzip" if gz else "application/json",
-                **extra,
-            )
-        except ClientError as err:
-            if aws.error_code(err) in EXISTS_CODES:
-                if not overwrite:
-                    raise self._exists_error() from err
-                if "IfMatch" in extra:
-                    raise self._changed_error("write") from err
-            raise self._error(err, "writing", MosaicWriteError) from err
-        except BotoCoreError as err:
-            raise self._error(err, "writing", MosaicWriteError) from err
-        finally:
-            self._invalidate()
-        etag = response.get("ETag")
-        self.mosaic_def.with_store_revision(etag.strip('"') if etag else None)
-
-    def _changed_error(self, doing: str) -> MosaicChangedError:
-        return MosaicChangedError(
-            f"mosaic {self.input} changed since it was read (If-Match refused the {doing})"
-        )
-
-    def _exists_error(self) -> MosaicExistsError:
-        return MosaicExistsError(f"mosaic already exists: {self.input} (use overwrite=True)")
-
-    def delete(self) -> None:
-        """Remove the object (MosaicNotFoundError if it does not exist)."""
-        extra = {"IfMatch": self._expected_token} if self._expected_token else {}
-        try:
-            if not self._exists():
-                raise MosaicNotFoundError(f"mosaic not found: {self.input}")
-            s3_client().delete_object(Bucket=self.bucket, Key=self.key, **extra)
-        except ClientError as err:
-            if extra and aws.error_code(err) in EXISTS_CODES:
-                raise self._changed_error("delete") from err
-            raise self._error(err, "deleting", MosaicWriteError) from err
-        except BotoCoreError as err:
-            raise self._error(err, "deleting", MosaicWriteError) from err
-        finally:
-            self._invalidate()

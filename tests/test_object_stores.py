@@ -1,0 +1,436 @@
+"""The object-store backends (S3 on moto and on s3rver, GCS on gcp-storage-emulator, Azure Blob
+on azurite) against one suite: what they share is one protocol (lambda_handler/backends/
+object_store.py), so the same assertions run on every store. What only one store does is tested
+in tests/test_s3.py, tests/test_gcs.py and tests/test_azure.py.
+
+Each store is checked through its own client library (not through the backend under test):
+the bytes stored, the keys listed, the documents planted.
+"""
+
+import gzip
+import json
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from lambda_handler import cache
+from lambda_handler.backends import MosaicBackend
+from lambda_handler.backends.azure import AzureBackend, azure_client, parse_azure_uri
+from lambda_handler.backends.gcs import GCSBackend, gcs_client
+from lambda_handler.backends.s3 import S3Backend
+from lambda_handler.errors import (
+    InvalidMosaicError,
+    MosaicAuthError,
+    MosaicExistsError,
+    MosaicNotFoundError,
+)
+from lambda_handler.mosaic.builder import from_urls
+from lambda_handler.mosaic.model import MosaicJSON
+from lambda_handler.mosaic.tiling import quadkey_to_tile
+from lambda_handler.sample_data import scene_value
+from tests.fault_proxy import Reply
+from tests.geometry import square
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+AZURE_HOST = "devstoreaccount1.blob.core.windows.net"
+STORES = ["moto", "s3rver", "gcs", "azure"]
+
+
+def fresh_name(prefix: str) -> str:
+    """A bucket or container name no other test uses (the servers live for the session)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class ObjectStore:
+    """One store of the suite: a fresh bucket (or container) on its stand-in, and its client."""
+
+    name: ClassVar[str]
+    backend_class: ClassVar[type]
+    container_noun: ClassVar[str] = "bucket"
+    # Whether the stand-in refuses a create-only put over an object created concurrently
+    # (s3rver ignores If-None-Match, gcp-storage-emulator ignores ifGenerationMatch).
+    atomic_create: ClassVar[bool] = False
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.monkeypatch = monkeypatch
+        self.container = fresh_name("mosaics")
+
+    def set_env(self, variables: dict[str, str]) -> None:
+        for variable, value in variables.items():
+            self.monkeypatch.setenv(variable, value)
+
+    def uri(self, key: str, container: str | None = None) -> str:
+        """The mosaic URI of `key` (in another container, when given)."""
+        raise NotImplementedError
+
+    def asset_url(self, key: str) -> str:
+        """The URL GDAL reads an uploaded COG from."""
+        raise NotImplementedError
+
+    def put(self, key: str, body: bytes) -> None:
+        raise NotImplementedError
+
+    def stored_bytes(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def keys(self) -> list[str]:
+        """Every key of the container, sorted."""
+        raise NotImplementedError
+
+    def refuse_credentials(self, fault_proxy: Any) -> None:
+        """From now on the store refuses this process's requests (401/403)."""
+        raise NotImplementedError
+
+    def before_create_race(self, mosaic: MosaicJSON) -> None:
+        """Work to do before writers race to create a mosaic."""
+
+
+class S3Store(ObjectStore):
+    """A bucket on moto or s3rver; GDAL reads `s3://` from the same server."""
+
+    backend_class = S3Backend
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, server: Any):
+        super().__init__(monkeypatch)
+        self.name = server.name
+        self.server = server
+        for variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(variable, raising=False)
+        self.set_env({**server.boto3_env("s3"), **server.gdal_env()})
+        self.client = server.client("s3")
+        self.client.create_bucket(Bucket=self.container)
+
+    def uri(self, key: str, container: str | None = None) -> str:
+        return f"s3://{container or self.container}/{key}"
+
+    asset_url = uri
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.container, Key=key, Body=body)
+
+    def stored_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.container, Key=key)["Body"].read()
+
+    def keys(self) -> list[str]:
+        listed = self.client.list_objects_v2(Bucket=self.container).get("Contents", [])
+        return sorted(item["Key"] for item in listed)
+
+    def refuse_credentials(self, fault_proxy: Any) -> None:
+        body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+        proxy = fault_proxy(
+            self.server.endpoint,
+            lambda i, r: Reply(403, body, {"Content-Type": "application/xml"}),
+        )
+        self.set_env({"AWS_ENDPOINT_URL_S3": proxy.endpoint})
+
+    def before_create_race(self, mosaic: MosaicJSON) -> None:
+        # Probe the server's If-None-Match support before the race, not during it.
+        S3Backend(self.uri("probe.json"), mosaic_def=mosaic).conditional_put_supported()
+
+
+class GCSStore(ObjectStore):
+    """A bucket on gcp-storage-emulator, for the client library and for GDAL."""
+
+    name = "gcs"
+    backend_class = GCSBackend
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, emulator: Any):
+        super().__init__(monkeypatch)
+        self.emulator = emulator
+        self.set_env({"STORAGE_EMULATOR_HOST": emulator.endpoint, **emulator.gdal_env})
+        gcs_client().create_bucket(self.container)
+
+    def uri(self, key: str, container: str | None = None) -> str:
+        return f"gs://{container or self.container}/{key}"
+
+    asset_url = uri
+
+    def put(self, key: str, body: bytes) -> None:
+        gcs_client().bucket(self.container).blob(key).upload_from_string(body)
+
+    def stored_bytes(self, key: str) -> bytes:
+        return gcs_client().bucket(self.container).blob(key).download_as_bytes()
+
+    def keys(self) -> list[str]:
+        return sorted(blob.name for blob in gcs_client().list_blobs(self.container))
+
+    def refuse_credentials(self, fault_proxy: Any) -> None:
+        body = json.dumps({"error": {"code": 403, "message": "Access denied."}}).encode()
+        proxy = fault_proxy(
+            self.emulator.endpoint,
+            lambda i, r: Reply(403, body, {"Content-Type": "application/json"}),
+        )
+        self.set_env({"STORAGE_EMULATOR_HOST": proxy.endpoint})
+
+
+class AzureStore(ObjectStore):
+    """A container on azurite; one connection string serves the SDK and GDAL."""
+
+    name = "azure"
+    backend_class = AzureBackend
+    container_noun = "container"
+    atomic_create = True
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, azurite: Any):
+        super().__init__(monkeypatch)
+        self.azurite = azurite
+        self.set_env({"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string})
+        self.service().create_container(self.container)
+
+    @staticmethod
+    def service() -> Any:
+        return azure_client(parse_azure_uri(f"az://{AZURE_HOST}/any/thing.json"))
+
+    def uri(self, key: str, container: str | None = None) -> str:
+        return f"az://{AZURE_HOST}/{container or self.container}/{key}"
+
+    def asset_url(self, key: str) -> str:
+        return f"az://{self.container}/{key}"  # GDAL's short form
+
+    def put(self, key: str, body: bytes) -> None:
+        self.service().get_blob_client(self.container, key).upload_blob(body)
+
+    def stored_bytes(self, key: str) -> bytes:
+        return self.service().get_blob_client(self.container, key).download_blob().readall()
+
+    def keys(self) -> list[str]:
+        return sorted(self.service().get_container_client(self.container).list_blob_names())
+
+    def refuse_credentials(self, fault_proxy: Any) -> None:
+        wrong = self.azurite.connection_string.replace(self.azurite.key, "A" * 86 + "==")
+        self.set_env({"AZURE_STORAGE_CONNECTION_STRING": wrong})
+
+
+@pytest.fixture(params=STORES)
+def store(request, monkeypatch) -> ObjectStore:
+    """Each object store in turn, with a fresh bucket or container."""
+    if request.param == "gcs":
+        return GCSStore(monkeypatch, request.getfixturevalue("gcs_emulator"))
+    if request.param == "azure":
+        return AzureStore(monkeypatch, request.getfixturevalue("azurite"))
+    return S3Store(monkeypatch, request.getfixturevalue(f"{request.param}_server"))
+
+
+def write(uri: str, document: MosaicJSON, overwrite: bool = False) -> None:
+    with MosaicBackend(uri, mosaic_def=document) as backend:
+        backend.write(overwrite=overwrite)
+
+
+def all_assets(document: MosaicJSON) -> set[str]:
+    return {asset for assets in document.tiles.values() for asset in assets}
+
+
+def tile_of(mosaic: MosaicJSON, asset: str) -> tuple[int, int, int]:
+    """The tile of the quadkey listing only `asset`."""
+    quadkey = next(qk for qk, assets in mosaic.tiles.items() if assets == [asset])
+    return quadkey_to_tile(quadkey)
+
+
+# ---------------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("key", ["mosaic.json", "nested/dir/mosaic.json.gz"])
+def test_round_trip(store, mosaic, key):
+    uri = store.uri(key)
+    with MosaicBackend(uri, mosaic_def=mosaic) as backend:
+        assert isinstance(backend, store.backend_class)
+        backend.write()
+    raw = store.stored_bytes(key)
+    if key.endswith(".gz"):
+        assert raw[:2] == b"\x1f\x8b"
+        raw = gzip.decompress(raw)
+    assert json.loads(raw)["name"] == mosaic.name
+    assert json.loads(raw)["tiles"] == mosaic.tiles
+    with MosaicBackend(uri) as backend:
+        assert backend.mosaic_def.tiles == mosaic.tiles
+        stored = backend.to_document()
+        assert stored == mosaic
+        assert stored.tiles == mosaic.tiles
+        assert stored.bounds == pytest.approx(mosaic.bounds)
+        assert backend.get_assets(*tile_of(mosaic, "a.tif")) == ["a.tif"]
+
+
+def test_key_sharing_container_characters_is_stored_under_the_full_key(store, mosaic):
+    """cogeo-mosaic strips the container's name as a set of characters from the key: here that
+    would eat characters off both ends."""
+    container = store.container
+    key = f"{container}/m{container[::-1]}.json"
+    MosaicBackend(store.uri(key), mosaic_def=mosaic).write()
+    assert store.keys() == [key]
+    assert MosaicBackend(store.uri(key)).to_document().tiles == mosaic.tiles
+
+
+def test_list_keys_is_the_stores_listing(store, mosaic):
+    for key in ("a/one.json", "a/two.json.gz", "b/three.json"):
+        MosaicBackend(store.uri(key), mosaic_def=mosaic).write()
+    backend = MosaicBackend(store.uri("a/one.json"))
+    assert backend.list_keys() == store.keys()
+    assert backend.list_keys("a/") == ["a/one.json", "a/two.json.gz"]
+
+
+def test_update_is_stored(store, mosaic):
+    uri = store.uri("m.json.gz")
+    MosaicBackend(uri, mosaic_def=mosaic).write()
+    with MosaicBackend(uri) as backend:
+        backend.update([square(30.0, 30.0, 1.0, "d.tif")])
+    stored = MosaicBackend(uri).to_document()
+    assert "d.tif" in all_assets(stored)
+    assert stored.version != mosaic.version
+
+
+# ---------------------------------------------------------------------------- overwrite rules
+def test_overwrite_rules(store, mosaic):
+    uri = store.uri("m.json")
+    write(uri, mosaic)
+    other = mosaic.model_copy(update={"name": "other"})
+    with pytest.raises(MosaicExistsError, match="already exists"):
+        write(uri, other, overwrite=False)
+    assert MosaicBackend(uri).mosaic_def.name == mosaic.name
+    cache.clear_all()
+    assert MosaicBackend(uri).mosaic_def.name == mosaic.name
+    write(uri, other, overwrite=True)
+    assert MosaicBackend(uri).mosaic_def.name == "other"
+    cache.clear_all()
+    assert MosaicBackend(uri).mosaic_def.name == "other"
+
+
+def test_concurrent_creators(store, mosaic):
+    """Writers create the same key at once: the stored document is one winner's, whole; where
+    the store checks the create-only precondition itself, exactly one wins."""
+    uri = store.uri("race.json")
+    store.before_create_race(mosaic)
+    writers = 6
+    barrier = threading.Barrier(writers)
+    outcomes: dict[str, str] = {}
+
+    def create(tag: str) -> None:
+        backend = MosaicBackend(uri, mosaic_def=mosaic.model_copy(update={"name": tag}))
+        barrier.wait()
+        try:
+            backend.write(overwrite=False)
+            outcomes[tag] = "won"
+        except MosaicExistsError:
+            outcomes[tag] = "lost"
+
+    threads = [threading.Thread(target=create, args=(f"w{i}",)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cache.clear_all()
+    stored = MosaicBackend(uri).to_document()
+    assert len(outcomes) == writers
+    assert outcomes.get(stored.name) == "won"
+    assert stored.tiles == mosaic.tiles
+    if store.atomic_create:
+        assert list(outcomes.values()).count("won") == 1
+
+
+# ---------------------------------------------------------------------------- errors
+def test_missing_container(store, mosaic):
+    missing = fresh_name("no-such")
+    uri = store.uri("m.json", container=missing)
+    message = f"{store.container_noun} not found: '{missing}'"
+    with pytest.raises(MosaicNotFoundError, match=message):
+        MosaicBackend(uri)
+    with pytest.raises(MosaicNotFoundError, match=message):
+        write(uri, mosaic)
+
+
+def test_missing_object(store, mosaic):
+    message = f"not found: .*'nope.json' does not exist in {store.container_noun}"
+    with pytest.raises(MosaicNotFoundError, match=message):
+        MosaicBackend(store.uri("nope.json"))
+    with pytest.raises(MosaicNotFoundError):
+        MosaicBackend(store.uri("nope.json"), mosaic_def=mosaic).delete()
+
+
+def test_delete(store, mosaic):
+    uri = store.uri("gone.json.gz")
+    write(uri, mosaic)
+    MosaicBackend(uri).delete()  # also drops the cached document
+    with pytest.raises(MosaicNotFoundError):
+        MosaicBackend(uri)
+    assert store.keys() == []
+
+
+def test_invalid_document(store):
+    store.put("bad.json.gz", b'{"not": "gzip"}')
+    with pytest.raises(InvalidMosaicError):
+        MosaicBackend(store.uri("bad.json.gz"))
+
+
+def test_refused_credentials_are_auth_errors(store, mosaic, fault_proxy):
+    """A store refusing our identity (403 from a proxy in front of moto, s3rver and the GCS
+    emulator; a wrong account key on azurite) answers MosaicAuthError, reading and writing."""
+    uri = store.uri("m.json")
+    write(uri, mosaic)
+    cache.clear_all()
+    store.refuse_credentials(fault_proxy)
+    with pytest.raises(MosaicAuthError, match="access denied"):
+        MosaicBackend(uri)
+    with pytest.raises(MosaicAuthError):
+        write(uri, mosaic, overwrite=True)
+
+
+@pytest.mark.parametrize(
+    ("library", "uri", "extra"),
+    [
+        ("google.cloud.storage", "gs://bucket/mosaic.json", "gcs"),
+        ("azure.storage.blob", f"az://{AZURE_HOST}/cont/mosaic.json", "azure"),
+    ],
+)
+def test_missing_extra_names_it(library, uri, extra):
+    """Without its optional client library a store's URI says which extra to install."""
+    code = (
+        "import sys\n"
+        f"sys.modules[{library!r}] = None\n"  # hides the library from imports
+        "from lambda_handler.backends import MosaicBackend\n"
+        "from lambda_handler.errors import BackendNotAvailableError\n"
+        "try:\n"
+        f"    MosaicBackend({uri!r})\n"
+        "except BackendNotAvailableError as err:\n"
+        "    print('ERROR', err)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True
+    )
+    assert "ERROR" in result.stdout, result.stderr
+    # Quoted, so the command can be pasted into a shell (brackets are a glob there).
+    assert f'pip install "lambda-mosaic-tiler[{extra}]"' in result.stdout
+
+
+# ---------------------------------------------------------------------------- tiles from the store
+# A point in one scene only, for two scenes: (lon, lat) -> index of the scene.
+POINTS_IN_ONE_SCENE = {(-78.6, 45.1): 0, (-77.95, 45.75): 2}
+
+
+def test_tile_from_cogs_in_the_store(store, sample_cogs):
+    """COGs and mosaic both in the store; GDAL reads the COGs from it (/vsis3/, /vsigs/,
+    /vsiaz/) and a tile over one scene holds that scene's values, nothing else."""
+    urls = []
+    for path in sample_cogs:
+        key = f"cogs/{Path(path).name}"
+        store.put(key, Path(path).read_bytes())
+        urls.append(store.asset_url(key))
+    document = from_urls(urls, minzoom=8, maxzoom=13, max_threads=2)
+    uri = store.uri("mosaics/scenes.json.gz")
+    MosaicBackend(uri, mosaic_def=document).write()
+
+    for (lon, lat), scene in POINTS_IN_ONE_SCENE.items():
+        with MosaicBackend(uri) as backend:
+            tile = backend.tms.tile(lon, lat, 12)
+            image, used = backend.tile(tile.x, tile.y, tile.z)
+        assert used == [urls[scene]]
+        data = image.array
+        valid = ~data.mask[0]
+        assert valid.all()
+        band1 = data[0][valid].astype(int)
+        gradient = band1 - scene_value(scene, 1)
+        assert gradient.min() >= 0 and gradient.max() <= 7  # the scene's values, nothing else
+        assert np.array_equal(data[1][valid].astype(int), scene_value(scene, 2) + gradient)
+        assert np.array_equal(data[2][valid].astype(int), scene_value(scene, 3) + gradient)
