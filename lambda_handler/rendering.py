@@ -6,6 +6,7 @@ are imported by the functions that encode, on the first tile.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from enum import StrEnum
@@ -79,6 +80,21 @@ def default_format(image: ImageData) -> ImageFormat:
     import numpy
 
     return ImageFormat.png if numpy.ma.getmaskarray(image.array).any() else ImageFormat.jpeg
+
+
+def parse_rescale(text: str) -> tuple[float, float]:
+    """One `min,max` input range of `rescale` (brackets allowed, as titiler's `[0,2000]`).
+
+    The API's `rescale` parameter and the CLI's `--rescale` option both parse with this, so
+    they accept the same ranges. Raises ValueError saying what is wrong with `text`."""
+    parts = text.strip("[]").split(",")
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError as err:
+        raise ValueError(f"expected 'min,max', got {text!r}") from err
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"range must be finite, got {text!r}")
+    return low, high
 
 
 def render_image(
