@@ -22,7 +22,7 @@ from fastapi import Query, Request
 from pydantic import Field
 
 from lambda_handler.api_errors import ApiError
-from lambda_handler.rendering import ImageFormat
+from lambda_handler.rendering import ImageFormat, parse_rescale
 from lambda_handler.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -334,14 +334,10 @@ class RenderParams:
         if self.rescale:
             self.ranges = []
             for text in self.rescale:
-                parts = text.strip("[]").split(",")
                 try:
-                    low, high = (float(p) for p in parts)
+                    self.ranges.append(parse_rescale(text))
                 except ValueError as err:
-                    raise invalid("rescale", f"expected 'min,max', got {text!r}") from err
-                if not (math.isfinite(low) and math.isfinite(high)):
-                    raise invalid("rescale", f"range must be finite, got {text!r}")
-                self.ranges.append((low, high))
+                    raise invalid("rescale", str(err)) from err
         if self.colormap_name and self.colormap:
             raise invalid("colormap", "use either colormap_name or colormap, not both")
         if self.colormap_name:
