@@ -54,9 +54,10 @@ def _management_router() -> Any:
 
 def _mosaic_router(form: str, prefix: str) -> Any:
     from lambda_handler.routes.common import mosaic_id_uri, mosaic_url_uri
-    from lambda_handler.routes.tiles import mosaic_router
+    from lambda_handler.routes.tiles import MosaicTilerFactory
 
-    return mosaic_router(mosaic_id_uri if form == "id" else mosaic_url_uri, form, prefix)
+    path_dependency = mosaic_id_uri if form == "id" else mosaic_url_uri
+    return MosaicTilerFactory(path_dependency, form, prefix).router
 
 
 # GDAL variables this module put into the environment (not the user's or Lambda's own).

@@ -22,7 +22,7 @@ from fastapi import Query, Request
 from pydantic import Field
 
 from lambda_handler.api_errors import ApiError
-from lambda_handler.rendering import ImageFormat, parse_rescale
+from lambda_handler.rendering import parse_rescale
 from lambda_handler.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -376,22 +376,3 @@ def pixel_selection_dependency(
     from rio_tiler.mosaic.methods import PixelSelectionMethod
 
     return PixelSelectionMethod[pixel_selection].value
-
-
-@dataclass
-class TileJSONParams:
-    """Options of TileJSON and WMTS documents (echoed into their tile URLs)."""
-
-    tile_format: Annotated[
-        ImageFormat | None,
-        Query(description="Tile format in the tile URL (default: chosen per tile)."),
-    ] = None
-    tile_scale: Annotated[
-        int, Query(ge=1, le=4, description="Tile scale: 1 = 256px tiles, 2 = 512px…")
-    ] = 1
-    minzoom: Annotated[int | None, Query(ge=0, le=30, description="Override minzoom.")] = None
-    maxzoom: Annotated[int | None, Query(ge=0, le=30, description="Override maxzoom.")] = None
-
-
-# Query parameters that describe the document, not the tiles: not copied into tile URLs.
-DOCUMENT_PARAMS = {"tile_format", "tile_scale", "minzoom", "maxzoom", "tileMatrixSetId"}

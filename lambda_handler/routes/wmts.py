@@ -183,3 +183,14 @@ def capabilities(
         f"<ServiceMetadataURL xlink:href={quoteattr(self_url)}/>"
         "</Capabilities>"
     )
+
+
+def resource_url(tile_url: str, tms_id: str) -> str:
+    """The WMTS ResourceURL template of a tile URL template of TMS `tms_id` (`{z}/{x}/{y}`
+    become WMTS's names, the TMS becomes `{TileMatrixSet}`)."""
+    return (
+        tile_url.replace("{z}", "{TileMatrix}")
+        .replace("{x}", "{TileCol}")
+        .replace("{y}", "{TileRow}")
+        .replace(f"/tiles/{tms_id}/", "/tiles/{TileMatrixSet}/")
+    )
