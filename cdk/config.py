@@ -1,8 +1,10 @@
 """`MosaicTilerProps` from CDK context (`cdk.json`, `-c key=value`) and environment variables.
 
 Every option is one flat key; an environment variable `MOSAIC_CDK_<KEY>` (upper case) wins over
-the context, which wins over the defaults of the props dataclasses. Values given on the command
-line arrive as strings and are converted here.
+the context, which wins over the defaults of the props dataclasses: the dataclasses are the one
+place a default is written (`cdk.json` sets no option; `python3 -m cdk.config` prints every
+option with its default). Values given on the command line arrive as strings and are converted
+here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 from cdk.props import MosaicTilerProps
 
 ENV_PREFIX = "MOSAIC_CDK_"
+STACK_NAME_OPTION = "stack_name"
+DEFAULT_STACK_NAME = "MosaicTiler"
 
 
 def _optional_int(value: Any) -> int | None:
@@ -104,6 +108,33 @@ OPTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
 }
 
 
+def _raw_option(
+    key: str, context: Callable[[str], Any], environ: Mapping[str, str]
+) -> Any:
+    """The value set for option `key` (None: not set), the environment first."""
+    raw = environ.get(ENV_PREFIX + key.upper())
+    return context(key) if raw is None else raw
+
+
+def stack_name(context: Callable[[str], Any], environ: Mapping[str, str] | None = None) -> str:
+    """The CloudFormation stack name (option `stack_name`)."""
+    environ = os.environ if environ is None else environ
+    name = environ.get(ENV_PREFIX + STACK_NAME_OPTION.upper()) or context(STACK_NAME_OPTION)
+    return name or DEFAULT_STACK_NAME
+
+
+def option_defaults() -> dict[str, Any]:
+    """Every option with its default, read from the props dataclasses."""
+    defaults: dict[str, Any] = {STACK_NAME_OPTION: DEFAULT_STACK_NAME}
+    props = MosaicTilerProps()
+    for key, (_, path) in OPTIONS.items():
+        value: Any = props
+        for name in path.split("."):
+            value = getattr(value, name)
+        defaults[key] = value
+    return defaults
+
+
 def props_from_context(
     context: Callable[[str], Any], environ: Mapping[str, str] | None = None
 ) -> MosaicTilerProps:
@@ -121,9 +152,7 @@ def props_from_context(
     }
     top: dict[str, Any] = {}
     for key, (convert, path) in OPTIONS.items():
-        raw = environ.get(ENV_PREFIX + key.upper())
-        if raw is None:
-            raw = context(key)
+        raw = _raw_option(key, context, environ)
         if raw is None:
             continue
         try:
@@ -140,3 +169,7 @@ def props_from_context(
         setattr(target, attribute, value)
     # Built last, so its validation sees every option.
     return MosaicTilerProps(**values, **top)
+
+
+if __name__ == "__main__":
+    print(json.dumps(option_defaults(), indent=2))

@@ -1,6 +1,6 @@
-"""Typed props of `MosaicTilerStack`: one dataclass per concern, every field with a default.
-
-`cdk/config.py` fills them from context and `MOSAIC_CDK_*` variables; tests build them directly.
+"""Typed props of the `MosaicTiler` construct: one dataclass per concern, every field with a
+default. These defaults are the only ones: `cdk/config.py` overrides them with what the context
+and `MOSAIC_CDK_*` variables set, and `cdk.json` sets no option; tests build props directly.
 """
 
 from __future__ import annotations
@@ -127,6 +127,17 @@ class StoreProps:
         """Whether the functions use an S3 mosaics bucket (created or existing)."""
         return self.mosaic_store == "s3" or bool(self.mosaics_bucket)
 
+    def validate(self) -> None:
+        """Raise ValueError on an unknown store, a non-https STAC API or a malformed bucket."""
+        if self.mosaic_store not in MOSAIC_STORES:
+            raise ValueError(f"mosaic_store must be one of {list(MOSAIC_STORES)}")
+        for url in self.stac_api_urls:
+            if not url.startswith("https://"):
+                raise ValueError(f"stac_api_urls: {url!r} is not an https:// URL")
+        for name in self.data_buckets + [self.mosaics_bucket or "x"]:
+            if not name or "/" in name or ":" in name:
+                raise ValueError(f"{name!r} is not a bucket name (no s3://, no key)")
+
 
 @dataclass
 class CdnProps:
@@ -173,7 +184,7 @@ class MonitoringProps:
 
 @dataclass
 class MosaicTilerProps:
-    """Everything the stack can be told; every field has a default."""
+    """Everything `MosaicTiler` (and so the stack) can be told; every field has a default."""
 
     table: TableProps = field(default_factory=TableProps)
     tiler: FunctionProps = field(
@@ -212,14 +223,7 @@ class MosaicTilerProps:
             function.validate(name)
         if self.cdn.domain_name and not self.cdn.enabled:
             raise ValueError("cdn_domain_name needs the CDN (cdn_enabled=true)")
-        if self.store.mosaic_store not in MOSAIC_STORES:
-            raise ValueError(f"mosaic_store must be one of {list(MOSAIC_STORES)}")
-        for url in self.store.stac_api_urls:
-            if not url.startswith("https://"):
-                raise ValueError(f"stac_api_urls: {url!r} is not an https:// URL")
-        for name in self.store.data_buckets + [self.store.mosaics_bucket or "x"]:
-            if not name or "/" in name or ":" in name:
-                raise ValueError(f"{name!r} is not a bucket name (no s3://, no key)")
+        self.store.validate()
 
     @property
     def data_buckets(self) -> list[str]:

@@ -77,3 +77,31 @@ def synthesized() -> dict[str, dict]:
 def template(name: str) -> Template:
     """An assertions Template of a variant."""
     return Template.from_json(synthesized()[name])
+
+
+def function_properties(tpl: Template, prefix: str) -> dict:
+    """Properties of the one function whose logical id starts with `prefix`."""
+    (props,) = [
+        p["Properties"]
+        for k, p in tpl.find_resources("AWS::Lambda::Function").items()
+        if k.startswith(prefix)
+    ]
+    return props
+
+
+def role_statements(tpl: Template, role_prefix: str) -> list[dict]:
+    """The statements of every IAM policy whose logical id starts with `role_prefix`."""
+    statements = []
+    for name, policy in tpl.find_resources("AWS::IAM::Policy").items():
+        if name.startswith(role_prefix):
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def statement_actions(statements: list[dict]) -> set[str]:
+    """Every action the statements name (`Action` is a string or a list)."""
+    found: set[str] = set()
+    for statement in statements:
+        value = statement["Action"]
+        found.update([value] if isinstance(value, str) else value)
+    return found

@@ -12,17 +12,17 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from cdk.bundling import BundleSpec, BundleTooLargeError, build_asset, cached_asset
-from cdk.config import props_from_context
-from cdk.stack import MosaicTilerProps, MosaicTilerStack
+from cdk.config import OPTIONS, option_defaults, props_from_context, stack_name
+from cdk.mosaic_tiler import MosaicTiler
+from cdk.props import CdnProps, MosaicTilerProps
+from cdk.stack import MosaicTilerStack
 from infrastructure import build_app
+from tests.cdk_support import CDK_ENV
+from tests.cdk_support import function_properties as _function
+from tests.cdk_support import role_statements as _allow_statements
+from tests.cdk_support import statement_actions as _actions
 
 ROOT = Path(__file__).resolve().parent.parent
-CDK_ENV = {
-    "CDK_DISABLE_VERSION_CHECK": "1",
-    "CDK_DISABLE_CLI_TELEMETRY": "true",
-    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-}
-os.environ.update({k: os.environ.get(k, v) for k, v in CDK_ENV.items()})
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,9 @@ def app() -> cdk.App:
         "log_retention_days": "7",
     }
     MosaicTilerStack(app, "Custom", props_from_context(context.get, environ={}))
+    # The construct in a stack of one's own, beside other resources.
+    embedded = cdk.Stack(app, "Embedded")
+    MosaicTiler(embedded, "Tiles", MosaicTilerProps(cdn=CdnProps(enabled=False)))
     return app
 
 
@@ -58,15 +61,6 @@ def custom(app) -> Template:
 def _functions(template: Template) -> dict[str, dict]:
     found = template.find_resources("AWS::Lambda::Function")
     return {p["Properties"]["Handler"] + ":" + k: p["Properties"] for k, p in found.items()}
-
-
-def _function(template: Template, prefix: str) -> dict:
-    (props,) = [
-        p["Properties"]
-        for k, p in template.find_resources("AWS::Lambda::Function").items()
-        if k.startswith(prefix)
-    ]
-    return props
 
 
 def test_table_schema_billing_recovery_and_retention(template, custom):
@@ -137,23 +131,6 @@ def test_routes_public_reads_and_iam_writes(template):
     template.has_resource_properties(
         "AWS::ApiGatewayV2::Integration", {"PayloadFormatVersion": "2.0"}
     )
-
-
-def _allow_statements(template: Template, role_prefix: str) -> list[dict]:
-    policies = template.find_resources("AWS::IAM::Policy")
-    statements = []
-    for name, policy in policies.items():
-        if name.startswith(role_prefix):
-            statements += policy["Properties"]["PolicyDocument"]["Statement"]
-    return statements
-
-
-def _actions(statements: list[dict]) -> set[str]:
-    actions: set[str] = set()
-    for statement in statements:
-        value = statement["Action"]
-        actions.update([value] if isinstance(value, str) else value)
-    return actions
 
 
 def test_iam_is_least_privilege(template, custom):
@@ -239,6 +216,16 @@ def test_outputs(template):
     } <= set(outputs)
 
 
+def test_construct_in_any_stack(app, template):
+    embedded = Template.from_stack(app.node.find_child("Embedded"))
+    functions = embedded.find_resources("AWS::Lambda::Function")
+    assert len(functions) == 3 and all(k.startswith("Tiles") for k in functions)
+    embedded.resource_count_is("AWS::CloudFront::Distribution", 0)
+    assert "Outputs" not in embedded.to_json()  # outputs are the deployable stack's
+    # In `MosaicTilerStack` the construct's resources keep the stack's logical ids.
+    assert "MosaicTable9ADB2E43" in template.to_json()["Resources"]
+
+
 def test_bundle_spec_changes_the_asset_hash(tmp_path):
     """The local bundler is not hashed by CDK: the spec in BundlingOptions.environment is."""
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
@@ -281,6 +268,20 @@ def test_props_from_environment_win_over_context():
         props_from_context({"tiler_memory_size": "lots"}.get, environ={})
     with pytest.raises(ValueError, match="architecture"):
         props_from_context({"architecture": "sparc"}.get, environ={})
+
+
+def test_defaults_are_the_props_and_cdk_json_sets_no_option():
+    """One source of defaults: the props dataclasses. `cdk.json` keeps CDK's feature flags."""
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    assert not set(context) & set(option_defaults())
+    assert props_from_context(context.get, environ={}) == MosaicTilerProps()
+    defaults = option_defaults()
+    assert set(defaults) == {"stack_name", *OPTIONS}
+    assert defaults["tiler_reserved_concurrency"] == 50 and defaults["writer_async_jobs"] is True
+    assert defaults["batch_memory_size"] == 3008 and defaults["cors_origins"] == ["*"]
+    assert stack_name({}.get, environ={}) == "MosaicTiler"
+    assert stack_name({"stack_name": "Ctx"}.get, environ={}) == "Ctx"
+    assert stack_name({"stack_name": "Ctx"}.get, {"MOSAIC_CDK_STACK_NAME": "Env"}) == "Env"
 
 
 def test_cfn_lint_passes(template, tmp_path):

@@ -8,7 +8,16 @@ from aws_cdk.assertions import Match, Template
 
 from cdk.config import props_from_context
 from cdk.props import CdnProps, MosaicTilerProps, StoreProps
-from tests.cdk_support import CERTIFICATE, STAC_ASSETS, TOPIC, synthesized, template
+from tests.cdk_support import (
+    CERTIFICATE,
+    STAC_ASSETS,
+    TOPIC,
+    synthesized,
+    template,
+)
+from tests.cdk_support import function_properties as _function
+from tests.cdk_support import role_statements as _statements
+from tests.cdk_support import statement_actions as _actions
 
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # CloudFront's managed policy id
 
@@ -28,33 +37,8 @@ def existing() -> Template:
     return template("Existing")
 
 
-def _function(tpl: Template, prefix: str) -> dict:
-    (props,) = [
-        p["Properties"]
-        for k, p in tpl.find_resources("AWS::Lambda::Function").items()
-        if k.startswith(prefix)
-    ]
-    return props
-
-
 def _env(tpl: Template, prefix: str) -> dict:
     return _function(tpl, prefix)["Environment"]["Variables"]
-
-
-def _statements(tpl: Template, role_prefix: str) -> list[dict]:
-    statements = []
-    for name, policy in tpl.find_resources("AWS::IAM::Policy").items():
-        if name.startswith(role_prefix):
-            statements += policy["Properties"]["PolicyDocument"]["Statement"]
-    return statements
-
-
-def _actions(statements: list[dict]) -> set[str]:
-    found: set[str] = set()
-    for statement in statements:
-        value = statement["Action"]
-        found.update([value] if isinstance(value, str) else value)
-    return found
 
 
 def _logical_id(tpl: Template, kind: str, prefix: str) -> str:
