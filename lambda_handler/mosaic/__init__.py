@@ -12,7 +12,7 @@ _EXPORTS = {
     "default_filter": "lambda_handler.mosaic.builder",
     "from_features": "lambda_handler.mosaic.builder",
     "from_urls": "lambda_handler.mosaic.builder",
-    "get_footprints": "lambda_handler.mosaic.builder",
+    "get_footprints": "lambda_handler.mosaic.footprints",
 }
 
 
@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [  # noqa: F822
+__all__ = [
     "MosaicJSON",
     "default_accessor",
     "default_filter",
