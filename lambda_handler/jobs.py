@@ -253,12 +253,8 @@ def _execute(job: dict[str, Any], settings: ApiSettings, document: Any) -> dict[
     """The write a job stands for (the same code as the synchronous routes)."""
     from lambda_handler.backends import MosaicBackend
     from lambda_handler.routes.common import uri_for_id
-    from lambda_handler.routes.mosaics import (
-        MosaicAddition,
-        MosaicSource,
-        addition_features,
-        build_document,
-    )
+    from lambda_handler.routes.mosaic_models import MosaicAddition, MosaicSource
+    from lambda_handler.routes.mosaic_sources import addition_features, build_document
 
     mosaic_id, operation = job["mosaic_id"], job["operation"]
     uri = uri_for_id(mosaic_id, settings)
