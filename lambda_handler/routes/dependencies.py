@@ -315,22 +315,9 @@ class RenderParams:
     colormap_value: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        for name, instead in (
-            ("bands", "bidx (repeated: bidx=4&bidx=3&bidx=2)"),
-            ("color_ops", "color_formula"),
-            ("expr", "expression (bands as b1, b2…)"),
-        ):
-            if getattr(self, name) is not None:
-                raise invalid(name, f"not a parameter of this tiler: use {instead}")
+        self._refuse_foreign_names()
         if self.color_formula is not None:
-            from color_operations import parse_operations
-
-            try:
-                operations = list(parse_operations(self.color_formula))
-            except (ValueError, KeyError, IndexError, TypeError) as err:
-                raise invalid("color_formula", f"invalid formula: {err}") from err
-            if not operations:
-                raise invalid("color_formula", "the formula has no operation")
+            _check_color_formula(self.color_formula)
         if self.rescale:
             self.ranges = []
             for text in self.rescale:
@@ -338,19 +325,44 @@ class RenderParams:
                     self.ranges.append(parse_rescale(text))
                 except ValueError as err:
                     raise invalid("rescale", str(err)) from err
+        self.colormap_value = self._colormap()
+
+    def _refuse_foreign_names(self) -> None:
+        for name, instead in (
+            ("bands", "bidx (repeated: bidx=4&bidx=3&bidx=2)"),
+            ("color_ops", "color_formula"),
+            ("expr", "expression (bands as b1, b2…)"),
+        ):
+            if getattr(self, name) is not None:
+                raise invalid(name, f"not a parameter of this tiler: use {instead}")
+
+    def _colormap(self) -> Any:
+        """The colormap named or given (None: none)."""
         if self.colormap_name and self.colormap:
             raise invalid("colormap", "use either colormap_name or colormap, not both")
         if self.colormap_name:
             from rio_tiler.colormap import cmap
 
-            self.colormap_value = cmap.get(self.colormap_name)
-        elif self.colormap:
-            self.colormap_value = _parse_colormap(self.colormap)
+            return cmap.get(self.colormap_name)
+        if self.colormap:
+            return _parse_colormap(self.colormap)
+        return None
 
     @property
     def add_mask(self) -> bool:
         """Whether the mask goes into the image."""
         return True if self.return_mask is None else self.return_mask
+
+
+def _check_color_formula(formula: str) -> None:
+    from color_operations import parse_operations
+
+    try:
+        operations = list(parse_operations(formula))
+    except (ValueError, KeyError, IndexError, TypeError) as err:
+        raise invalid("color_formula", f"invalid formula: {err}") from err
+    if not operations:
+        raise invalid("color_formula", "the formula has no operation")
 
 
 def _parse_colormap(text: str) -> Any:

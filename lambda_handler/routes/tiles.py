@@ -54,6 +54,8 @@ Settings = Annotated[ApiSettings, Depends(get_settings)]
 Lon = Annotated[float, Path(description="Longitude (or x in coord_crs).")]
 Lat = Annotated[float, Path(description="Latitude (or y in coord_crs).")]
 Quadkeys = Annotated[bool, Query(description="List the index's quadkeys.")]
+Layer = Annotated[LayerParams, Depends()]
+Dataset = Annotated[DatasetParams, Depends()]
 
 
 class MosaicTilerFactory(DocumentRoutes):
@@ -133,8 +135,8 @@ class MosaicTilerFactory(DocumentRoutes):
             z: ZPath,
             x: XPath,
             y: YPath,
-            layer: Annotated[LayerParams, Depends()],
-            dataset: Annotated[DatasetParams, Depends()],
+            layer: Layer,
+            dataset: Dataset,
             tile_params: Annotated[TileParams, Depends()],
             render: Annotated[RenderParams, Depends()],
             pixel_selection: Annotated[Any, Depends(pixel_selection_dependency)],
@@ -223,8 +225,8 @@ class MosaicTilerFactory(DocumentRoutes):
             settings: Settings,
             lon: Lon,
             lat: Lat,
-            layer: Annotated[LayerParams, Depends()],
-            dataset: Annotated[DatasetParams, Depends()],
+            layer: Layer,
+            dataset: Dataset,
             coord_crs: CoordCrs = None,
         ) -> Any:
             """Pixel values of every asset at a point."""
