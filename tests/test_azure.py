@@ -2,24 +2,19 @@
 its URIs, and the short form taking the account from the connection string. What every object
 store does is in tests/test_object_stores.py."""
 
-import uuid
-
 import pytest
 
 from lambda_handler.backends import MosaicBackend
-from lambda_handler.backends.azure import azure_client, parse_azure_uri
+from lambda_handler.backends.azure import parse_azure_uri
 from lambda_handler.errors import InvalidMosaicError
-
-HOST = "devstoreaccount1.blob.core.windows.net"
+from tests.cloud_buckets import AZURE_HOST as HOST
+from tests.cloud_buckets import new_azure_container
 
 
 @pytest.fixture
 def container(azurite, monkeypatch):
     """azurite for the SDK (a connection string); a fresh container per test."""
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
-    name = f"mosaics-{uuid.uuid4().hex[:12]}"
-    azure_client(parse_azure_uri(f"az://{HOST}/any/thing.json")).create_container(name)
-    return name
+    return new_azure_container(azurite, monkeypatch)
 
 
 # ---------------------------------------------------------------------------- URI parsing

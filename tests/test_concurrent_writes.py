@@ -19,6 +19,13 @@ from lambda_handler.errors import (
     MosaicNotFoundError,
     MosaicPreconditionError,
 )
+from tests.cloud_buckets import (
+    gcs_requests,
+    new_azure_container,
+    new_gcs_bucket,
+    new_s3_bucket,
+    uploads,
+)
 from tests.lost_updates import (
     AREA,
     BASE_ASSET,
@@ -129,12 +136,7 @@ def test_file_update_waits_for_the_lock_holder(tmp_path):
 @pytest.fixture
 def moto_s3(moto_server, monkeypatch):
     """boto3 pointed at moto's S3 (it honours If-Match on PutObject); a fresh bucket."""
-    for name, value in moto_server.boto3_env("s3").items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    bucket = f"race-{uuid.uuid4().hex[:12]}"
-    moto_server.client("s3").create_bucket(Bucket=bucket)
-    return bucket
+    return new_s3_bucket(moto_server, monkeypatch, prefix="race")
 
 
 def test_s3_concurrent_updates_on_moto_lose_nothing(moto_s3):
@@ -171,12 +173,7 @@ def test_s3_update_sends_if_match_and_retries_a_lost_race(moto_s3, moto_server):
 # ---------------------------------------------------------------------------- Azure (azurite)
 @pytest.fixture
 def azure_container(azurite, monkeypatch):
-    from lambda_handler.backends.azure import azure_client, parse_azure_uri
-
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
-    name = f"race-{uuid.uuid4().hex[:12]}"
-    azure_client(parse_azure_uri(f"az://{name}/x.json")).create_container(name)
-    return name
+    return new_azure_container(azurite, monkeypatch, prefix="race")
 
 
 def test_azure_concurrent_updates_on_azurite_lose_nothing(azure_container):
@@ -203,12 +200,7 @@ def test_azure_stale_replace_is_refused_by_if_match(azure_container):
 # ---------------------------------------------------------------------------- GCS (emulator)
 @pytest.fixture
 def gcs_bucket(gcs_emulator, monkeypatch):
-    from lambda_handler.backends.gcs import gcs_client
-
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.endpoint)
-    bucket = f"race-{uuid.uuid4().hex[:12]}"
-    gcs_client().create_bucket(bucket)
-    return bucket
+    return new_gcs_bucket(gcs_emulator, monkeypatch, prefix="race")
 
 
 def test_gcs_update_sends_the_generation_it_read(gcs_bucket):
@@ -219,20 +211,11 @@ def test_gcs_update_sends_the_generation_it_read(gcs_bucket):
     uri = f"gs://{gcs_bucket}/m.json"
     create_mosaic(uri)
     generation = gcs_client().bucket(gcs_bucket).get_blob("m.json").generation
-    sent: list[str] = []
-
-    def record(response, *args, **kwargs):
-        if response.request.method == "POST" and "/upload/" in response.request.url:
-            sent.append(response.request.url)
-
-    session = gcs_client()._http
-    session.hooks["response"].append(record)
-    try:
+    with gcs_requests() as requests:
         lon, lat, size = AREA
         with MosaicBackend(uri) as backend:
             backend.update([square(lon, lat, size, "new.tif")])
-    finally:
-        session.hooks["response"].remove(record)
+    sent = uploads(requests)
     assert len(sent) == 1
     assert f"ifGenerationMatch={generation}" in sent[0]
 
@@ -349,23 +332,14 @@ def test_gcs_replace_and_delete_send_the_generation_they_read(gcs_bucket):
     uri = f"gs://{gcs_bucket}/m.json"
     create_mosaic(uri)
     generation = gcs_client().bucket(gcs_bucket).get_blob("m.json").generation
-    sent: list[tuple[str, str]] = []
-
-    def record(response, *args, **kwargs):
-        sent.append((response.request.method, response.request.url))
-
-    session = gcs_client()._http
-    session.hooks["response"].append(record)
-    try:
+    with gcs_requests() as sent:
         backend = MosaicBackend(uri)
         backend.replace(MosaicBackend(uri).to_document())
         replaced = gcs_client().bucket(gcs_bucket).get_blob("m.json").generation
         MosaicBackend(uri).delete_if(lambda b: None)
-    finally:
-        session.hooks["response"].remove(record)
-    uploads = [url for method, url in sent if method == "POST" and "/upload/" in url]
+    uploaded = uploads(sent)
     deletes = [url for method, url in sent if method == "DELETE"]
-    assert len(uploads) == 1 and f"ifGenerationMatch={generation}" in uploads[0]
+    assert len(uploaded) == 1 and f"ifGenerationMatch={generation}" in uploaded[0]
     assert len(deletes) == 1 and f"ifGenerationMatch={replaced}" in deletes[0]
 
 

@@ -2,22 +2,18 @@
 tests/servers_cloud.py): its URI, and the generation precondition it sends. What every object
 store does is in tests/test_object_stores.py."""
 
-import uuid
-
 import pytest
 
 from lambda_handler.backends import MosaicBackend
-from lambda_handler.backends.gcs import gcs_client, parse_gcs_uri
+from lambda_handler.backends.gcs import parse_gcs_uri
 from lambda_handler.errors import InvalidMosaicError
+from tests.cloud_buckets import gcs_requests, new_gcs_bucket, uploads
 
 
 @pytest.fixture
 def gcs(gcs_emulator, monkeypatch):
     """The emulator for the client library; a fresh bucket per test."""
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.endpoint)
-    bucket = f"mosaics-{uuid.uuid4().hex[:12]}"
-    gcs_client().create_bucket(bucket)
-    return bucket
+    return new_gcs_bucket(gcs_emulator, monkeypatch)
 
 
 # ---------------------------------------------------------------------------- URI parsing
@@ -49,19 +45,10 @@ def test_parse_uri_rejects(uri):
 def test_create_only_write_sends_the_generation_precondition(gcs, mosaic):
     """GCS makes create-only atomic through `ifGenerationMatch=0` (the emulator ignores it,
     so the request itself is checked, as the real emulator received it)."""
-    sent: list[str] = []
-
-    def record(response, *args, **kwargs):
-        if response.request.method == "POST" and "/upload/" in response.request.url:
-            sent.append(response.request.url)
-
-    session = gcs_client()._http
-    session.hooks["response"].append(record)
-    try:
+    with gcs_requests() as requests:
         MosaicBackend(f"gs://{gcs}/m.json", mosaic_def=mosaic).write(overwrite=False)
         MosaicBackend(f"gs://{gcs}/m.json", mosaic_def=mosaic).write(overwrite=True)
-    finally:
-        session.hooks["response"].remove(record)
+    sent = uploads(requests)
     assert len(sent) == 2
     assert "ifGenerationMatch=0" in sent[0]
     assert "ifGenerationMatch" not in sent[1]

@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +20,7 @@ import pytest
 
 from lambda_handler import cache
 from lambda_handler.backends import MosaicBackend
-from lambda_handler.backends.azure import AzureBackend, azure_client, parse_azure_uri
+from lambda_handler.backends.azure import AzureBackend
 from lambda_handler.backends.gcs import GCSBackend, gcs_client
 from lambda_handler.backends.s3 import S3Backend
 from lambda_handler.errors import (
@@ -34,17 +33,26 @@ from lambda_handler.mosaic.builder import from_urls
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.mosaic.tiling import quadkey_to_tile
 from lambda_handler.sample_data import scene_value
+from tests.cloud_buckets import (
+    AZURE_HOST,
+    azure_service,
+    fresh_name,
+    new_azure_container,
+    new_gcs_bucket,
+    new_s3_bucket,
+)
 from tests.fault_proxy import Reply
 from tests.geometry import square
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-AZURE_HOST = "devstoreaccount1.blob.core.windows.net"
-STORES = ["moto", "s3rver", "gcs", "azure"]
-
-
-def fresh_name(prefix: str) -> str:
-    """A bucket or container name no other test uses (the servers live for the session)."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+# Each store starts its stand-in (markers: pyproject.toml; the `store` fixture asks for the
+# server with getfixturevalue, which conftest's marking by fixture names cannot see).
+STORES = [
+    pytest.param("moto", marks=[pytest.mark.aws, pytest.mark.slow]),
+    pytest.param("s3rver", marks=[pytest.mark.aws, pytest.mark.slow]),
+    pytest.param("gcs", marks=[pytest.mark.cloud, pytest.mark.slow]),
+    pytest.param("azure", marks=[pytest.mark.cloud, pytest.mark.slow]),
+]
 
 
 class ObjectStore:
@@ -57,13 +65,9 @@ class ObjectStore:
     # (s3rver ignores If-None-Match, gcp-storage-emulator ignores ifGenerationMatch).
     atomic_create: ClassVar[bool] = False
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, container: str):
         self.monkeypatch = monkeypatch
-        self.container = fresh_name("mosaics")
-
-    def set_env(self, variables: dict[str, str]) -> None:
-        for variable, value in variables.items():
-            self.monkeypatch.setenv(variable, value)
+        self.container = container
 
     def uri(self, key: str, container: str | None = None) -> str:
         """The mosaic URI of `key` (in another container, when given)."""
@@ -97,14 +101,10 @@ class S3Store(ObjectStore):
     backend_class = S3Backend
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, server: Any):
-        super().__init__(monkeypatch)
+        super().__init__(monkeypatch, new_s3_bucket(server, monkeypatch))
         self.name = server.name
         self.server = server
-        for variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            monkeypatch.delenv(variable, raising=False)
-        self.set_env({**server.boto3_env("s3"), **server.gdal_env()})
         self.client = server.client("s3")
-        self.client.create_bucket(Bucket=self.container)
 
     def uri(self, key: str, container: str | None = None) -> str:
         return f"s3://{container or self.container}/{key}"
@@ -127,7 +127,7 @@ class S3Store(ObjectStore):
             self.server.endpoint,
             lambda i, r: Reply(403, body, {"Content-Type": "application/xml"}),
         )
-        self.set_env({"AWS_ENDPOINT_URL_S3": proxy.endpoint})
+        self.monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
 
     def before_create_race(self, mosaic: MosaicJSON) -> None:
         # Probe the server's If-None-Match support before the race, not during it.
@@ -141,10 +141,8 @@ class GCSStore(ObjectStore):
     backend_class = GCSBackend
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, emulator: Any):
-        super().__init__(monkeypatch)
+        super().__init__(monkeypatch, new_gcs_bucket(emulator, monkeypatch))
         self.emulator = emulator
-        self.set_env({"STORAGE_EMULATOR_HOST": emulator.endpoint, **emulator.gdal_env})
-        gcs_client().create_bucket(self.container)
 
     def uri(self, key: str, container: str | None = None) -> str:
         return f"gs://{container or self.container}/{key}"
@@ -166,7 +164,7 @@ class GCSStore(ObjectStore):
             self.emulator.endpoint,
             lambda i, r: Reply(403, body, {"Content-Type": "application/json"}),
         )
-        self.set_env({"STORAGE_EMULATOR_HOST": proxy.endpoint})
+        self.monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.endpoint)
 
 
 class AzureStore(ObjectStore):
@@ -178,14 +176,8 @@ class AzureStore(ObjectStore):
     atomic_create = True
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, azurite: Any):
-        super().__init__(monkeypatch)
+        super().__init__(monkeypatch, new_azure_container(azurite, monkeypatch))
         self.azurite = azurite
-        self.set_env({"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string})
-        self.service().create_container(self.container)
-
-    @staticmethod
-    def service() -> Any:
-        return azure_client(parse_azure_uri(f"az://{AZURE_HOST}/any/thing.json"))
 
     def uri(self, key: str, container: str | None = None) -> str:
         return f"az://{AZURE_HOST}/{container or self.container}/{key}"
@@ -194,17 +186,17 @@ class AzureStore(ObjectStore):
         return f"az://{self.container}/{key}"  # GDAL's short form
 
     def put(self, key: str, body: bytes) -> None:
-        self.service().get_blob_client(self.container, key).upload_blob(body)
+        azure_service().get_blob_client(self.container, key).upload_blob(body)
 
     def stored_bytes(self, key: str) -> bytes:
-        return self.service().get_blob_client(self.container, key).download_blob().readall()
+        return azure_service().get_blob_client(self.container, key).download_blob().readall()
 
     def keys(self) -> list[str]:
-        return sorted(self.service().get_container_client(self.container).list_blob_names())
+        return sorted(azure_service().get_container_client(self.container).list_blob_names())
 
     def refuse_credentials(self, fault_proxy: Any) -> None:
         wrong = self.azurite.connection_string.replace(self.azurite.key, "A" * 86 + "==")
-        self.set_env({"AZURE_STORAGE_CONNECTION_STRING": wrong})
+        self.monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", wrong)
 
 
 @pytest.fixture(params=STORES)
@@ -377,6 +369,7 @@ def test_refused_credentials_are_auth_errors(store, mosaic, fault_proxy):
         write(uri, mosaic, overwrite=True)
 
 
+@pytest.mark.slow  # a fresh interpreter importing the package: several seconds
 @pytest.mark.parametrize(
     ("library", "uri", "extra"),
     [

@@ -93,6 +93,8 @@ def test_one_client_per_process(s3_env):
 
 
 # ---------------------------------------------------------------------- end to end
+@pytest.mark.aws
+@pytest.mark.slow  # its servers are asked for by name: conftest's marking cannot see them
 @pytest.mark.parametrize("s3_name,dynamodb_name", [("moto", "moto"), ("s3rver", "dynalite")])
 def test_cogs_in_s3_mosaic_in_dynamodb(request, sample_cogs, monkeypatch, s3_name, dynamodb_name):
     """COGs uploaded to the S3 stand-in, their mosaic (s3:// URLs, footprints read through GDAL)
