@@ -86,7 +86,7 @@ def backend_class(uri: str | None) -> "type[MosaicJSONBackend]":
     return FileBackend
 
 
-def MosaicBackend(uri: str | None, *args: Any, **kwargs: Any) -> "MosaicJSONBackend":  # noqa: N802
+def MosaicBackend(uri: str | None, *args: Any, **kwargs: Any) -> "MosaicJSONBackend":
     """Open the mosaic at `uri` (or prepare to write `mosaic_def` there).
 
     Call forms are cogeo-mosaic 9.x's: further positional arguments follow the backend's
@@ -127,7 +127,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [  # noqa: F822 - the classes are provided by __getattr__
+__all__ = [
     "MOSAIC_NAME_RE",
     "SUPPORTED_SCHEMES",
     "ABSBackend",
