@@ -1,7 +1,7 @@
 """Docker-free bundling of the Lambda asset: pinned wheels + the package + Python 3.12 bytecode.
 
-`build_asset(spec, out)` does the work and is used by the CDK bundler (`LocalBundler`), the
-tests and the cold-start benchmark alike:
+`build_asset(spec, out)` does the work and is used by the CDK bundler (`cdk/lambda_asset.py`),
+the tests and the cold-start benchmark alike:
 
 1. `pip install --no-deps --only-binary=:all:` of the pinned requirements for the Lambda
    platform (three manylinux tags: with only the oldest one pip silently picks older
@@ -30,7 +30,6 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = PROJECT_ROOT / "lambda_handler"
@@ -340,50 +339,6 @@ def cached_asset(spec: BundleSpec, root: Path | None = None) -> AssetReport:
         json.dumps({"unzipped_bytes": report.unzipped_bytes, "pruned_bytes": report.pruned_bytes})
     )
     return report
-
-
-def _local_bundling() -> Any:
-    """The `ILocalBundling` implementation (CDK imported here, not at module import)."""
-    import jsii
-    from aws_cdk import ILocalBundling
-
-    @jsii.implements(ILocalBundling)
-    class LocalBundler:
-        """Builds the asset in this process; Docker is never used."""
-
-        def __init__(self, spec: BundleSpec) -> None:
-            self.spec = spec
-
-        def try_bundle(self, output_dir: str, *, image: Any = None, **_: Any) -> bool:
-            """Build into `output_dir`; any failure raises (and fails the synth)."""
-            build_asset(self.spec, Path(output_dir))
-            return True
-
-    return LocalBundler
-
-
-def local_bundler(spec: BundleSpec) -> Any:
-    """An `ILocalBundling` that builds `spec` with `build_asset`."""
-    return _local_bundling()(spec)
-
-
-def lambda_code(spec: BundleSpec) -> Any:
-    """`aws_lambda.Code` of the asset: the package sources fingerprinted, bundled locally."""
-    from aws_cdk import BundlingOptions, DockerImage
-    from aws_cdk import aws_lambda as lambda_
-
-    if spec.package_dir is None:
-        raise ValueError("a Lambda asset needs package_dir")
-    return lambda_.Code.from_asset(
-        str(spec.package_dir),
-        exclude=["**/__pycache__", "**/*.pyc"],
-        bundling=BundlingOptions(
-            # Never pulled nor run: the local bundler always succeeds or raises.
-            image=DockerImage.from_registry("local-bundling-only"),
-            local=local_bundler(spec),
-            environment=spec.environment(),
-        ),
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,9 +35,9 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from cdk import environment, storage
-from cdk.bundling import lambda_code
 from cdk.cdn import TilerCdn
 from cdk.functions import BATCH_HANDLER, HANDLER, entry_point, package_function, retention
+from cdk.lambda_asset import lambda_code
 from cdk.monitoring import TilerMonitoring, access_log_group, configure_stage
 from cdk.props import FunctionProps, MosaicTilerProps
 
