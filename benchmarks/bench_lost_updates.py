@@ -52,7 +52,8 @@ def moto(directory: Path) -> Iterator[None]:
 @contextmanager
 def azurite(directory: Path) -> Iterator[bool]:
     """azurite's blob service (npm, tests/node); yields False when it is not installed."""
-    from tests.servers_cloud import AZURITE_BIN, Azurite, free_port
+    from tests.processes import free_port
+    from tests.servers_cloud import AZURITE_BIN, Azurite
 
     node = shutil.which("node")
     if node is None or not AZURITE_BIN.exists():

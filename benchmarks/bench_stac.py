@@ -22,13 +22,8 @@ from lambda_handler.backends import MosaicBackend
 from lambda_handler.backends.dynamic_stac import DynamicStacBackend
 from lambda_handler.stac.client import search
 from lambda_handler.stac.items import forget_items
-from tests.servers_stac import (
-    make_collection,
-    make_item,
-    polygon,
-    start_stac_stack,
-    write_cog,
-)
+from tests.pgstac_stack import start_stac_stack
+from tests.stac_catalog import make_collection, make_item, polygon, write_cog
 
 COLLECTION = "lmt-bench"
 COLUMNS = 40

@@ -14,6 +14,7 @@ from lambda_handler.sample_data import generate_scenes
 pytest_plugins: list[str] = [
     "tests.servers_cloud",
     "tests.servers_aws",
+    "tests.fault_proxy",
     "tests.servers_stac",
     "tests.servers_api",
 ]

@@ -134,4 +134,3 @@ def serving(
         yield server
     finally:
         server.stop()
-

@@ -6,10 +6,7 @@ free port of 127.0.0.1 with the same settings (MOSAIC_API_* environment variable
 """
 
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ import pytest
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.mosaic.builder import dataset_footprint, from_features, from_urls
 from lambda_handler.settings import ApiSettings
+from tests.processes import LOOPBACK, ServerProcess, free_port, serving
 
 API_KEY = "test-api-key"
 SHARED_FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
@@ -110,13 +108,6 @@ def api_store(tmp_path_factory, sample_cogs, sample_cogs_uint16) -> ApiStore:
     return store
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def uvicorn_server(
     factory: str, env: dict[str, str], log: Path, cwd: Path | None = None
@@ -124,34 +115,14 @@ def uvicorn_server(
     """Run `uvicorn factory --factory` in its own process on 127.0.0.1 (free port) until the
     block ends; yields its base URL once `/healthz` answers."""
     port = free_port()
-    with log.open("wb") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", factory, "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    command = [
+        sys.executable, "-m", "uvicorn", factory, "--factory",
+        "--host", LOOPBACK, "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    base = f"http://{LOOPBACK}:{port}"
+    server = ServerProcess("uvicorn", command, log, cwd=cwd, env=env)
+    with serving(server, base + "/healthz", status=200):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")

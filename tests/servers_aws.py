@@ -1,4 +1,4 @@
-"""Fixtures starting the AWS stand-ins on 127.0.0.1, and a fault-injecting HTTP proxy.
+"""Fixtures starting the AWS stand-ins on 127.0.0.1.
 
 Session servers (each on a free port, waited for until it answers, stopped at the end):
 - `moto_server`: moto server (PyPI), S3 and DynamoDB in one process, in memory.
@@ -9,29 +9,22 @@ Session servers (each on a free port, waited for until it answers, stopped at th
 Parametrized views: `dynamodb_server` (moto, dynalite) and `s3_server` (moto, s3rver) run a test
 once per implementation. `dynamodb_env` / `s3_env` point boto3 at the server through the standard
 AWS variables for one test; `gdal_s3_env` does the same for GDAL (which ignores
-`AWS_ENDPOINT_URL`). `fault_proxy` builds real HTTP proxies in front of a server that answer
-chosen requests with errors (throttling, 5xx, unprocessed items, dropped connections).
+`AWS_ENDPOINT_URL`). The fault-injecting proxy in front of them is `tests/fault_proxy.py`.
 """
 
-import http.client
-import json
 import shutil
-import socket
-import subprocess
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.config import Config
 
+from tests.processes import LOOPBACK, ServerProcess, free_port
+
 NODE_BIN = Path(__file__).resolve().parent / "node" / "node_modules" / ".bin"
-START_TIMEOUT = 60.0
 REGION = "us-east-1"
 
 
@@ -44,9 +37,7 @@ class AwsServer:
     access_key: str = "testing"
     secret_key: str = "testing"
     region: str = REGION
-    process: subprocess.Popen | None = field(default=None, repr=False)
-    command: list[str] = field(default_factory=list, repr=False)
-    log: Path | None = field(default=None, repr=False)
+    process: ServerProcess | None = field(default=None, repr=False)
 
     @property
     def port(self) -> int:
@@ -92,56 +83,18 @@ class AwsServer:
 
     def stop(self) -> None:
         """Stop the process (kill after 10 s)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            self.process.stop()
 
     def kill(self) -> None:
         """Kill the process at once (SIGKILL), as a crash would."""
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None:
             self.process.kill()
-            self.process.wait(timeout=10)
 
     def restart(self) -> None:
         """Start the same command again on the same port (after stop/kill)."""
-        self.process = _launch(self.command, self.log)
-        _wait_until_answering(self)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _launch(command: list[str], log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _wait_until_answering(server: AwsServer) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"{server.name} exited with {server.process.returncode}:\n"
-                f"{server.log.read_text()[-2000:]}"
-            )
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=1.0)
-            connection.request("GET", "/")
-            connection.getresponse().read()  # any HTTP answer (even 4xx) means it serves
-            connection.close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"{server.name} did not answer within {START_TIMEOUT} s")
+        self.process.start()
+        self.process.wait_until_answering(self.endpoint + "/")
 
 
 def start_server(
@@ -153,19 +106,10 @@ def start_server(
 ) -> AwsServer:
     """Start `command(port)` on a free port and wait until it answers HTTP."""
     port = free_port()
-    log = directory / f"{name}.log"
-    args = command(port)
-    server = AwsServer(
-        name,
-        f"http://127.0.0.1:{port}",
-        access_key=access_key,
-        secret_key=secret_key,
-        process=_launch(args, log),
-        command=args,
-        log=log,
-    )
-    _wait_until_answering(server)
-    return server
+    endpoint = f"http://{LOOPBACK}:{port}"
+    process = ServerProcess(name, command(port), directory / f"{name}.log").start()
+    process.wait_until_answering(endpoint + "/")  # any answer (even 4xx) means it serves
+    return AwsServer(name, endpoint, access_key=access_key, secret_key=secret_key, process=process)
 
 
 def moto_command(port: int) -> list[str]:
@@ -305,170 +249,3 @@ def gdal_s3_env(s3_server, monkeypatch) -> AwsServer:
 def unique_name(prefix: str) -> str:
     """A fresh table, bucket or mosaic name (session servers are shared between tests)."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-# ---------------------------------------------------------------------- fault-injecting proxy
-@dataclass
-class ProxiedRequest:
-    """What the proxy saw of one request."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def operation(self) -> str:
-        """The DynamoDB operation (`X-Amz-Target` suffix), else 'METHOD path'."""
-        target = self.headers.get("x-amz-target", "")
-        return target.rsplit(".", 1)[-1] if target else f"{self.method} {self.path}"
-
-    def json(self) -> dict:
-        """The body as JSON (DynamoDB requests)."""
-        return json.loads(self.body or b"{}")
-
-
-@dataclass
-class Reply:
-    """An answer the proxy gives instead of forwarding."""
-
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def dynamodb_error(cls, status: int, error_type: str, message: str = "injected") -> "Reply":
-        """A DynamoDB JSON error answer (e.g. 400 ThrottlingException, 500 InternalServerError)."""
-        body = json.dumps(
-            {"__type": f"com.amazonaws.dynamodb.v20120810#{error_type}", "message": message}
-        )
-        return cls(status, body.encode(), {"Content-Type": "application/x-amz-json-1.0"})
-
-    @classmethod
-    def dynamodb_ok(cls, payload: dict) -> "Reply":
-        """A DynamoDB 200 answer with a JSON payload."""
-        return cls(
-            200, json.dumps(payload).encode(), {"Content-Type": "application/x-amz-json-1.0"}
-        )
-
-
-DROP = object()  # a policy result: close the connection without answering
-# A policy result: forward the request (the server applies it), then close the connection
-# without answering: the client cannot know whether its request happened.
-DROP_AFTER = object()
-
-Policy = Callable[[int, ProxiedRequest], "Reply | object | None"]
-
-
-class FaultProxy:
-    """A real HTTP proxy on 127.0.0.1 in front of `upstream`.
-
-    For each request, `policy(index, request)` returns None (forward it), a `Reply` (answer that
-    instead), `DROP` (close the connection) or `DROP_AFTER` (forward it, then close the connection
-    instead of answering). Every request is recorded in `requests`. A policy may sleep to slow a
-    request down (each connection has its own thread).
-    """
-
-    def __init__(self, upstream: str, policy: Policy):
-        self.upstream = upstream.removeprefix("http://")
-        self.policy = policy
-        self.requests: list[ProxiedRequest] = []
-        self.injected = 0
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                request = ProxiedRequest(
-                    self.command,
-                    self.path,
-                    {k.lower(): v for k, v in self.headers.items()},
-                    body,
-                )
-                with proxy._lock:
-                    index = len(proxy.requests)
-                    proxy.requests.append(request)
-                decision = proxy.policy(index, request)
-                if decision is DROP:
-                    with proxy._lock:
-                        proxy.injected += 1
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                if isinstance(decision, Reply):
-                    with proxy._lock:
-                        proxy.injected += 1
-                    self._answer(decision.status, decision.headers, decision.body)
-                    return
-                upstream = http.client.HTTPConnection(*proxy._host_port(), timeout=60)
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
-                    answer = upstream.getresponse()
-                    payload = answer.read()
-                    if decision is DROP_AFTER:
-                        with proxy._lock:
-                            proxy.injected += 1
-                        self.close_connection = True
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                        return
-                    headers = {
-                        k: v
-                        for k, v in answer.getheaders()
-                        if k.lower() not in ("transfer-encoding", "connection", "content-length")
-                    }
-                    self._answer(answer.status, headers, payload)
-                finally:
-                    upstream.close()
-
-            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _host_port(self) -> tuple[str, int]:
-        host, port = self.upstream.rsplit(":", 1)
-        return host, int(port)
-
-    def operations(self) -> list[str]:
-        """The operations seen, in order."""
-        with self._lock:
-            return [r.operation for r in self.requests]
-
-    def close(self) -> None:
-        """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def fault_proxy() -> Iterator[Callable[[str, Policy], FaultProxy]]:
-    """Factory: `fault_proxy(upstream_endpoint, policy)` starts a FaultProxy, closed at the end."""
-    proxies: list[FaultProxy] = []
-
-    def start(upstream: str, policy: Policy) -> FaultProxy:
-        proxy = FaultProxy(upstream, policy)
-        proxies.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in proxies:
-        proxy.close()

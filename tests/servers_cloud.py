@@ -9,16 +9,14 @@ Each fixture picks a free port, waits until the server answers HTTP, and stops i
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.processes import LOOPBACK, ServerProcess, free_port, serving
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 AZURITE_BIN = NODE_DIR / "node_modules" / ".bin" / "azurite-blob"
@@ -27,7 +25,6 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-START_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -59,60 +56,18 @@ class Azurite:
         )
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_answering(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"{process.args[0]} exited with {process.returncode}:\n{log.read_text()[-2000:]}"
-            )
-        try:
-            httpx.get(url, timeout=1.0)  # any HTTP answer (even 4xx) means it is serving
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    _stop(process)
-    raise RuntimeError(f"{url} did not answer within {START_TIMEOUT} s:\n{log.read_text()[-2000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory) -> Iterator[GCSEmulator]:
     """gcp-storage-emulator on a free port of 127.0.0.1, in memory."""
     directory = tmp_path_factory.mktemp("gcs-emulator")
     port = free_port()
-    command = shutil.which("gcp-storage-emulator")
-    args = [command] if command else [sys.executable, "-m", "gcp_storage_emulator"]
-    log = directory / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*args, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
-            cwd=directory,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_answering(endpoint + "/", process, log)
+    program = shutil.which("gcp-storage-emulator")
+    args = [program] if program else [sys.executable, "-m", "gcp_storage_emulator"]
+    command = [*args, "start", "--host", LOOPBACK, "--port", str(port), "--in-memory"]
+    endpoint = f"http://{LOOPBACK}:{port}"
+    server = ServerProcess("gcp-storage-emulator", command, directory / "server.log", cwd=directory)
+    with serving(server, endpoint + "/"):
         yield GCSEmulator(endpoint)
-    finally:
-        _stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -123,30 +78,13 @@ def azurite(tmp_path_factory) -> Iterator[Azurite]:
         raise RuntimeError(f"azurite needs node and `npm ci --prefix {NODE_DIR}` ({AZURITE_BIN})")
     directory = tmp_path_factory.mktemp("azurite")
     port = free_port()
-    log = directory / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                node,
-                str(AZURITE_BIN),
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                str(port),
-                "--location",
-                str(directory / "data"),
-                "--skipApiVersionCheck",
-                "--loose",
-                "--disableTelemetry",
-            ],
-            cwd=directory,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            # Without AZURITE_ACCOUNTS azurite serves its well-known development account.
-            env={k: v for k, v in os.environ.items() if k != "AZURITE_ACCOUNTS"},
-        )
-    try:
-        _wait_until_answering(f"http://127.0.0.1:{port}/", process, log)
-        yield Azurite(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
-    finally:
-        _stop(process)
+    command = [
+        node, str(AZURITE_BIN), "--blobHost", LOOPBACK, "--blobPort", str(port),
+        "--location", str(directory / "data"),
+        "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+    ]  # fmt: skip
+    # Without AZURITE_ACCOUNTS azurite serves its well-known development account.
+    env = {k: v for k, v in os.environ.items() if k != "AZURITE_ACCOUNTS"}
+    server = ServerProcess("azurite", command, directory / "server.log", cwd=directory, env=env)
+    with serving(server, f"http://{LOOPBACK}:{port}/"):
+        yield Azurite(f"http://{LOOPBACK}:{port}/{AZURITE_ACCOUNT}")

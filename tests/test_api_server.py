@@ -1,8 +1,6 @@
 """`lambda_handler.server`: the demo mosaic and `serve` on a real socket."""
 
-import subprocess
 import sys
-import time
 
 import httpx
 import morecantile
@@ -10,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from lambda_handler.app import create_app
 from lambda_handler.server import prepare_demo
-from tests.servers_api import free_port
+from tests.processes import ServerProcess, free_port, serving
 
 
 def test_demo_mosaic_is_served_with_its_map(tmp_path):
@@ -31,24 +29,14 @@ def test_demo_mosaic_is_served_with_its_map(tmp_path):
     assert prepare_demo(tmp_path / "demo")[1] == map_path
 
 
-def test_serve_runs_uvicorn_on_the_given_store(api_store):
+def test_serve_runs_uvicorn_on_the_given_store(api_store, tmp_path):
     port = free_port()
     code = (
         "from lambda_handler.server import serve; "
         f"serve(host='127.0.0.1', port={port}, store={api_store.settings.mosaic_uri_template!r})"
     )
-    process = subprocess.Popen([sys.executable, "-c", code])
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/mosaics/scenes/info", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        assert response.status_code == 200 and response.json()["name"] == "scenes"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    server = ServerProcess("serve", [sys.executable, "-c", code], tmp_path / "serve.log")
+    url = f"http://127.0.0.1:{port}/mosaics/scenes/info"
+    with serving(server, url):
+        response = httpx.get(url, timeout=10)
+    assert response.status_code == 200 and response.json()["name"] == "scenes"

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from lambda_handler.app import create_app
 from tests.servers_api import API_KEY
-from tests.servers_stac import TEST_COLLECTION, expected_value
+from tests.stac_catalog import TEST_COLLECTION, expected_value
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # Inside test item 0 only (0.5° square at 10, 45; item 1 starts at 10.4).

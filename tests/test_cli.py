@@ -320,8 +320,8 @@ def test_demo_serves_its_own_data_with_or_without_shared_fixtures(
 
     import httpx
 
-    from tests.servers_api import free_port
-    from tests.test_readme import assert_clean_stop, environment, start_server
+    from tests.processes import free_port
+    from tests.terminal import assert_clean_stop, environment, start_server
 
     project = tmp_path / "project"
     project.mkdir()

@@ -10,7 +10,7 @@ import pytest
 
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.mosaic import MosaicJSON
-from tests.servers_stac import TEST_COLLECTION
+from tests.stac_catalog import TEST_COLLECTION
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 

@@ -11,11 +11,11 @@ from rio_tiler.io import STACReader
 from lambda_handler.backends.dynamic_stac import DynamicStacBackend
 from lambda_handler.errors import InvalidMosaicError, ReadOnlyBackendError
 from lambda_handler.stac.client import StacApiError, StacApiUnreachableError
-from tests.servers_stac import (
+from tests.processes import free_port
+from tests.stac_catalog import (
     TEST_CLOUD_COVER,
     TEST_COLLECTION,
     expected_value,
-    free_port,
     items_intersecting,
 )
 

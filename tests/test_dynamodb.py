@@ -35,7 +35,9 @@ from lambda_handler.errors import (
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.mosaic.tiling import quadkey_to_tile, tile_quadkey
 from lambda_handler.settings import aws_settings
-from tests.servers_aws import DROP, DROP_AFTER, REGION, Reply, unique_name
+from tests.fault_proxy import DROP, DROP_AFTER, Reply
+from tests.servers_aws import REGION, unique_name
+from tests.waiting import Deadline
 
 
 # ---------------------------------------------------------------------- helpers
@@ -66,7 +68,9 @@ def raw_items(server, table: str, mosaic: str) -> dict[str, dict]:
     """Every item of a partition, read with a plain client (quadkey -> item)."""
     client = server.client("dynamodb")
     items, params = {}, {}
+    paging = Deadline(60, f"the last Query page of partition {mosaic!r}")
     while True:
+        paging.check(f"{len(items)} items so far")
         page = client.query(
             TableName=table,
             KeyConditionExpression="mosaicId = :m",
@@ -1207,12 +1211,13 @@ def document_file(tmp_path, tiles: dict[str, list[str]], name: str) -> str:
 def write_when_free(uri: str, doc: MosaicJSON, overwrite: bool = True) -> float:
     """Write as soon as the writer lock allows; returns the seconds waited (fails after 60)."""
     started = time.monotonic()
+    unlocked = Deadline(60, f"the writer lock of {uri} to be free")
     while True:
         try:
             write(uri, doc, overwrite=overwrite)
             return time.monotonic() - started
         except MosaicConflictError:
-            assert time.monotonic() - started < 60, "still locked after 60 s"
+            unlocked.check()
             time.sleep(0.2)
 
 

@@ -16,8 +16,10 @@ from lambda_handler.backends.dynamodb import DynamoDBBackend
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.mosaic.tiling import tile_quadkey
 from lambda_handler.settings import ApiSettings
+from tests.fault_proxy import Reply
 from tests.servers_api import API_KEY, uvicorn_server
-from tests.servers_aws import Reply, unique_name
+from tests.servers_aws import unique_name
+from tests.waiting import Deadline
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 THRESHOLD = 50  # quadkeys a write may touch within the request
@@ -218,7 +220,9 @@ def test_list_page_cost_is_bounded(moto_server, monkeypatch):
     client.meta.events.register("before-call.dynamodb", hook)
     try:
         found, token, pages = [], None, 0
+        listing = Deadline(60, f"the last page of the mosaics of table {table}")
         while True:
+            listing.check(f"{pages} pages so far")
             calls.clear()
             page, token = DynamoDBBackend.list_page(table, limit=1, token=token)
             assert calls.count("Scan") <= dynamodb.LIST_SCAN_CALLS

@@ -257,7 +257,7 @@ def test_a_huge_chunked_body_costs_no_memory(tmp_path):
     import subprocess
     import sys
 
-    from tests.servers_api import free_port
+    from tests.processes import free_port
 
     port = free_port()
     env = {

@@ -403,7 +403,7 @@ def test_stac_item_asset_hrefs_pass_the_allow_list(stac_api, api_store):
     the hrefs of the items' assets: those must be allowed too."""
     from pathlib import Path as _Path
 
-    from tests.servers_stac import TEST_COLLECTION
+    from tests.stac_catalog import TEST_COLLECTION
 
     href = stac_api.items[0]["assets"]["B02"]["href"]
     cog_folder = str(_Path(href).parent) + "/"

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from lambda_handler.mosaic import MosaicJSON
-from tests.servers_stac import TEST_COLLECTION, expected_value
+from tests.stac_catalog import TEST_COLLECTION, expected_value
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v0/search"

@@ -15,11 +15,11 @@ from lambda_handler.stac.client import (
     StacResponseError,
     search,
 )
-from tests.servers_stac import (
+from tests.processes import free_port
+from tests.stac_catalog import (
     TEST_CLOUD_COVER,
     TEST_COLLECTION,
     expected_value,
-    free_port,
     items_intersecting,
 )
 

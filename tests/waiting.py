@@ -36,9 +36,7 @@ class Deadline:
             raise AssertionError(f"waited {self.seconds:g} s for {self.what}{suffix}")
 
 
-def wait_for(
-    condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2
-) -> T:
+def wait_for(condition: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:
     """Call `condition` every `interval` s until it returns something truthy, and return that;
     raise AssertionError naming `what` after `timeout` s."""
     deadline = Deadline(timeout, what)
