@@ -13,16 +13,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
 from lambda_handler import cache
 from lambda_handler.backends import MosaicBackend
-from lambda_handler.backends.azure import AzureBackend
-from lambda_handler.backends.gcs import GCSBackend, gcs_client
-from lambda_handler.backends.s3 import S3Backend
 from lambda_handler.errors import (
     InvalidMosaicError,
     MosaicAuthError,
@@ -35,13 +31,12 @@ from lambda_handler.mosaic.tiling import quadkey_to_tile
 from lambda_handler.sample_data import scene_value
 from tests.cloud_buckets import (
     AZURE_HOST,
-    azure_service,
+    AzureStore,
+    GCSStore,
+    ObjectStore,
+    S3Store,
     fresh_name,
-    new_azure_container,
-    new_gcs_bucket,
-    new_s3_bucket,
 )
-from tests.fault_proxy import Reply
 from tests.geometry import square
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,150 +48,6 @@ STORES = [
     pytest.param("gcs", marks=[pytest.mark.cloud, pytest.mark.slow]),
     pytest.param("azure", marks=[pytest.mark.cloud, pytest.mark.slow]),
 ]
-
-
-class ObjectStore:
-    """One store of the suite: a fresh bucket (or container) on its stand-in, and its client."""
-
-    name: ClassVar[str]
-    backend_class: ClassVar[type]
-    container_noun: ClassVar[str] = "bucket"
-    # Whether the stand-in refuses a create-only put over an object created concurrently
-    # (s3rver ignores If-None-Match, gcp-storage-emulator ignores ifGenerationMatch).
-    atomic_create: ClassVar[bool] = False
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, container: str):
-        self.monkeypatch = monkeypatch
-        self.container = container
-
-    def uri(self, key: str, container: str | None = None) -> str:
-        """The mosaic URI of `key` (in another container, when given)."""
-        raise NotImplementedError
-
-    def asset_url(self, key: str) -> str:
-        """The URL GDAL reads an uploaded COG from."""
-        raise NotImplementedError
-
-    def put(self, key: str, body: bytes) -> None:
-        raise NotImplementedError
-
-    def stored_bytes(self, key: str) -> bytes:
-        raise NotImplementedError
-
-    def keys(self) -> list[str]:
-        """Every key of the container, sorted."""
-        raise NotImplementedError
-
-    def refuse_credentials(self, fault_proxy: Any) -> None:
-        """From now on the store refuses this process's requests (401/403)."""
-        raise NotImplementedError
-
-    def before_create_race(self, mosaic: MosaicJSON) -> None:
-        """Work to do before writers race to create a mosaic."""
-
-
-class S3Store(ObjectStore):
-    """A bucket on moto or s3rver; GDAL reads `s3://` from the same server."""
-
-    backend_class = S3Backend
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, server: Any):
-        super().__init__(monkeypatch, new_s3_bucket(server, monkeypatch))
-        self.name = server.name
-        self.server = server
-        self.client = server.client("s3")
-
-    def uri(self, key: str, container: str | None = None) -> str:
-        return f"s3://{container or self.container}/{key}"
-
-    asset_url = uri
-
-    def put(self, key: str, body: bytes) -> None:
-        self.client.put_object(Bucket=self.container, Key=key, Body=body)
-
-    def stored_bytes(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.container, Key=key)["Body"].read()
-
-    def keys(self) -> list[str]:
-        listed = self.client.list_objects_v2(Bucket=self.container).get("Contents", [])
-        return sorted(item["Key"] for item in listed)
-
-    def refuse_credentials(self, fault_proxy: Any) -> None:
-        body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
-        proxy = fault_proxy(
-            self.server.endpoint,
-            lambda i, r: Reply(403, body, {"Content-Type": "application/xml"}),
-        )
-        self.monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
-
-    def before_create_race(self, mosaic: MosaicJSON) -> None:
-        # Probe the server's If-None-Match support before the race, not during it.
-        S3Backend(self.uri("probe.json"), mosaic_def=mosaic).conditional_put_supported()
-
-
-class GCSStore(ObjectStore):
-    """A bucket on gcp-storage-emulator, for the client library and for GDAL."""
-
-    name = "gcs"
-    backend_class = GCSBackend
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, emulator: Any):
-        super().__init__(monkeypatch, new_gcs_bucket(emulator, monkeypatch))
-        self.emulator = emulator
-
-    def uri(self, key: str, container: str | None = None) -> str:
-        return f"gs://{container or self.container}/{key}"
-
-    asset_url = uri
-
-    def put(self, key: str, body: bytes) -> None:
-        gcs_client().bucket(self.container).blob(key).upload_from_string(body)
-
-    def stored_bytes(self, key: str) -> bytes:
-        return gcs_client().bucket(self.container).blob(key).download_as_bytes()
-
-    def keys(self) -> list[str]:
-        return sorted(blob.name for blob in gcs_client().list_blobs(self.container))
-
-    def refuse_credentials(self, fault_proxy: Any) -> None:
-        body = json.dumps({"error": {"code": 403, "message": "Access denied."}}).encode()
-        proxy = fault_proxy(
-            self.emulator.endpoint,
-            lambda i, r: Reply(403, body, {"Content-Type": "application/json"}),
-        )
-        self.monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.endpoint)
-
-
-class AzureStore(ObjectStore):
-    """A container on azurite; one connection string serves the SDK and GDAL."""
-
-    name = "azure"
-    backend_class = AzureBackend
-    container_noun = "container"
-    atomic_create = True
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, azurite: Any):
-        super().__init__(monkeypatch, new_azure_container(azurite, monkeypatch))
-        self.azurite = azurite
-
-    def uri(self, key: str, container: str | None = None) -> str:
-        return f"az://{AZURE_HOST}/{container or self.container}/{key}"
-
-    def asset_url(self, key: str) -> str:
-        return f"az://{self.container}/{key}"  # GDAL's short form
-
-    def put(self, key: str, body: bytes) -> None:
-        azure_service().get_blob_client(self.container, key).upload_blob(body)
-
-    def stored_bytes(self, key: str) -> bytes:
-        return azure_service().get_blob_client(self.container, key).download_blob().readall()
-
-    def keys(self) -> list[str]:
-        return sorted(azure_service().get_container_client(self.container).list_blob_names())
-
-    def refuse_credentials(self, fault_proxy: Any) -> None:
-        wrong = self.azurite.connection_string.replace(self.azurite.key, "A" * 86 + "==")
-        self.monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", wrong)
 
 
 @pytest.fixture(params=STORES)
