@@ -1,4 +1,5 @@
-"""Helpers of the Lambda tests: real event shapes and a DynamoDB mosaic of COGs on S3.
+"""Helpers of the Lambda tests: real event shapes, a DynamoDB mosaic of COGs on S3 and a
+stand-in of the Python 3.12 runtime directory the bundle runs against.
 
 The events follow the payloads AWS documents for API Gateway HTTP API (payload format 2.0),
 REST API (1.0) and Lambda Function URLs (2.0, `lambda-url` domain).
@@ -6,12 +7,17 @@ REST API (1.0) and Lambda Function URLs (2.0, `lambda-url` domain).
 
 import base64
 import gzip
+import hashlib
 import json
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 from urllib.parse import urlencode
 
 import morecantile
 
+from cdk.bundling import BundleSpec, cache_root
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.backends.dynamodb import DynamoDBBackend
 from lambda_handler.mosaic.builder import from_urls
@@ -19,6 +25,14 @@ from tests.servers_aws import AwsServer, unique_name
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 OVERLAP = (-78.15, 45.40)  # scenes a, b and c overlap here (lambda_handler.sample_data)
+# What Lambda's Python 3.12 runtime provides outside the asset (versions of the test env;
+# snapshot-restore-py is the SnapStart hook registry of the managed runtime).
+RUNTIME_REQUIREMENTS = (
+    "boto3==1.43.11",
+    "botocore==1.43.11",
+    "awslambdaric==4.2.2",
+    "snapshot-restore-py==1.0.0",
+)
 
 
 def http_api_event(
@@ -199,3 +213,23 @@ def store_mosaic(
     with MosaicBackend(f"dynamodb:///{table}:{mosaic_id}", mosaic_def=document) as backend:
         backend.write()
     return bucket, table, mosaic_id
+
+
+def lambda_runtime_dir() -> Path:
+    """A stand-in of Lambda's /var/runtime for CPython 3.12 (built once, cached)."""
+    spec = BundleSpec()
+    key = hashlib.sha256(" ".join(RUNTIME_REQUIREMENTS + spec.platforms).encode()).hexdigest()
+    target = cache_root() / f"runtime-{key[:16]}"
+    if not (target / ".complete").is_file():
+        work = target.with_name(target.name + f".tmp-{uuid.uuid4().hex[:6]}")
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile"]
+        cmd += ["--only-binary=:all:", "--implementation", "cp", "--python-version", "3.12"]
+        for platform in spec.platforms:
+            cmd += ["--platform", platform]
+        # A deadline: a stuck download fails the test session instead of hanging it.
+        subprocess.run(
+            [*cmd, "--target", str(work), *RUNTIME_REQUIREMENTS], check=True, timeout=900
+        )
+        (work / ".complete").write_text("ok")
+        work.rename(target)
+    return target

@@ -7,13 +7,11 @@ a stand-in of Lambda's `/var/runtime` (boto3 and the runtime client, which Lambd
 moto server and its COGs in S3 on the same server.
 """
 
-import hashlib
 import http.server
 import json
 import os
 import queue
 import subprocess
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -22,7 +20,7 @@ import httpx
 import pytest
 from rasterio.io import MemoryFile
 
-from cdk.bundling import BundleSpec, cache_root, cached_asset, find_python
+from cdk.bundling import BundleSpec, cached_asset, find_python
 from lambda_handler.backends import aws
 from tests.lambda_support import (
     OVERLAP,
@@ -30,20 +28,13 @@ from tests.lambda_support import (
     function_url_event,
     http_api_event,
     json_body,
+    lambda_runtime_dir,
     noise_cog,
     store_mosaic,
     tile_path,
 )
 from tests.servers_aws import unique_name
 
-# What Lambda's Python 3.12 runtime provides outside the asset (versions of the test env;
-# snapshot-restore-py is the SnapStart hook registry of the managed runtime).
-RUNTIME_REQUIREMENTS = (
-    "boto3==1.43.11",
-    "botocore==1.43.11",
-    "awslambdaric==4.2.2",
-    "snapshot-restore-py==1.0.0",
-)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Runs inside the bundle: invokes the entry point named by _HANDLER for each event on stdin
@@ -82,23 +73,6 @@ def asset() -> Path:
 def runtime_dir() -> Path:
     """A stand-in of Lambda's /var/runtime: boto3 and awslambdaric for CPython 3.12."""
     return lambda_runtime_dir()
-
-
-def lambda_runtime_dir() -> Path:
-    """A stand-in of Lambda's /var/runtime for CPython 3.12 (built once, cached)."""
-    spec = BundleSpec()
-    key = hashlib.sha256(" ".join(RUNTIME_REQUIREMENTS + spec.platforms).encode()).hexdigest()
-    target = cache_root() / f"runtime-{key[:16]}"
-    if not (target / ".complete").is_file():
-        work = target.with_name(target.name + f".tmp-{uuid.uuid4().hex[:6]}")
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile"]
-        cmd += ["--only-binary=:all:", "--implementation", "cp", "--python-version", "3.12"]
-        for platform in spec.platforms:
-            cmd += ["--platform", platform]
-        subprocess.run([*cmd, "--target", str(work), *RUNTIME_REQUIREMENTS], check=True)
-        (work / ".complete").write_text("ok")
-        work.rename(target)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +197,7 @@ class RuntimeApi:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if not self.path.endswith("/runtime/invocation/next"):
                     return self._send(404, b"{}")
                 request_id, event = api.pending.get()  # blocks like Lambda between invokes
@@ -240,7 +214,7 @@ class RuntimeApi:
                     },
                 )
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 parts = self.path.strip("/").split("/")
                 if parts[-1] == "response":

@@ -17,7 +17,7 @@ import pytest
 
 from cdk.bundling import BundleSpec, cached_asset, find_python
 from tests.conftest import PROJECT_ROOT
-from tests.test_lambda_bundle import lambda_runtime_dir
+from tests.lambda_support import lambda_runtime_dir
 
 LAMBDA_ENV = {
     "AWS_LAMBDA_FUNCTION_NAME": "test-snapstart",
