@@ -22,6 +22,38 @@ pytest_plugins: list[str] = [
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
 
+# The marks a test gets from the server fixtures it uses (markers: pyproject.toml), so that a
+# test added later is marked without anyone remembering to: `-m "not slow"` leaves out every
+# test that starts a process.
+FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        ("moto_server", "dynalite_server", "private_dynalite", "s3rver_server",
+         "dynamodb_server", "s3_server", "dynamodb_env", "s3_env", "gdal_s3_env"),
+        ("aws", "slow"),
+    ),  # fmt: skip
+    "stac_api": ("stac", "slow"),
+    "gcs_emulator": ("cloud", "slow"),
+    "azurite": ("cloud", "slow"),
+    "api_server": ("slow",),
+}
+# Parametrized fixtures that start a server only for some of their parameters (they ask for
+# it with request.getfixturevalue, which item.fixturenames cannot see).
+PARAMETER_MARKS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("client", "uvicorn"): ("slow",),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the servers it starts (see FIXTURE_MARKS)."""
+    for item in items:
+        names = {mark for fixture in item.fixturenames for mark in FIXTURE_MARKS.get(fixture, ())}
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        for (fixture, value), marks in PARAMETER_MARKS.items():
+            if params.get(fixture) == value:
+                names.update(marks)
+        for name in sorted(names - {mark.name for mark in item.iter_markers()}):
+            item.add_marker(name)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
