@@ -45,6 +45,15 @@ _SCALAR_PARAMETERS = (
     "padding",
     "color_formula",
 )
+# Field -> rio-tiler reader keyword, for the read options passed on when set.
+_READER_KEYWORDS = {
+    "nodata": "nodata",
+    "unscale": "unscale",
+    "resampling": "resampling_method",
+    "reproject": "reproject_method",
+    "buffer": "buffer",
+    "padding": "padding",
+}
 
 
 @dataclass(frozen=True)
@@ -99,15 +108,7 @@ class TileOptions:
             out["indexes"] = list(self.bidx)
         if self.expression:
             out["expression"] = self.expression
-        renamed = {
-            "nodata": "nodata",
-            "unscale": "unscale",
-            "resampling": "resampling_method",
-            "reproject": "reproject_method",
-            "buffer": "buffer",
-            "padding": "padding",
-        }
-        for name, keyword in renamed.items():
+        for name, keyword in _READER_KEYWORDS.items():
             value = getattr(self, name)
             if value is not None:
                 out[keyword] = value
@@ -130,7 +131,6 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
-# Mosaics whose assets are STAC items: only they have named assets (`assets=`).
 def check_assets_option(backend: MosaicJSONBackend, options: TileOptions) -> None:
     """InvalidReadOptionError (422 on `assets`) when asset names are asked of a mosaic whose
     assets are not STAC items."""
