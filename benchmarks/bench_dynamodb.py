@@ -174,7 +174,7 @@ def bench_write(kind: str, ours_cls: Any, peer_cls: Any, count: int) -> float:
     second writer on a shared server would be handicapped."""
     from cogeo_mosaic.mosaic import MosaicJSON as PeerMosaicJSON
 
-    from lambda_handler.backends.dynamodb import _assets_of, tile_item_size
+    from lambda_handler.backends.dynamodb import base_assets, tile_item_size
 
     side = int(count**0.5)
     tiles = block_tiles(1200, 1400, side, -(-count // side), 12)
@@ -192,13 +192,13 @@ def bench_write(kind: str, ours_cls: Any, peer_cls: Any, count: int) -> float:
         clear_caches()
         reader = ours_cls(uri)
         stored = reader.to_document().tiles
-        overview_items = list(reader._query("#m = :m", {}, None, reader.overview_partition))
+        overview_items = list(reader.table.raw_partition(reader.table.overview_partition).values())
     if stored != tiles:
         sys.exit("our written mosaic does not read back equal")
     # Item sizes as DynamoDB bills them: one write unit per started KB of each item.
     tile_sizes = [tile_item_size(reader.mosaic_name, k, v) for k, v in tiles.items()]
     overview_sizes = [
-        tile_item_size(item["mosaicId"]["S"], item["quadkey"]["S"], _assets_of(item))
+        tile_item_size(item["mosaicId"]["S"], item["quadkey"]["S"], base_assets(item))
         for item in overview_items
     ]
     tile_units = sum(math.ceil(size / 1024) for size in tile_sizes)

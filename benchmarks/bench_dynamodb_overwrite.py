@@ -48,7 +48,7 @@ def main() -> None:
         )
         from lambda_handler import cache
         from lambda_handler.backends import MosaicBackend
-        from lambda_handler.backends.dynamodb import DynamoDBBackend, _dynamodb_client
+        from lambda_handler.backends.dynamodb import DynamoDBBackend, dynamodb_client
         from lambda_handler.mosaic.model import MosaicJSON
         from lambda_handler.settings import aws_settings
 
@@ -57,7 +57,7 @@ def main() -> None:
         uri = f"dynamodb:///{table}:bench"
         items = Counter()
         phases: dict[str, float] = {}
-        client = _dynamodb_client(REGION)
+        client = dynamodb_client(REGION)
 
         def count(model, params, **kwargs) -> None:
             if model.name == "BatchWriteItem":

@@ -19,11 +19,12 @@ from lambda_handler.backends.dynamodb import (
     OVERVIEW_SUFFIX,
     SLOT_LIMIT,
     DynamoDBBackend,
-    _dynamodb_client,
-    _Lease,
+    Lease,
+    dynamodb_client,
     metadata_fingerprint,
     parse_dynamodb_uri,
 )
+from lambda_handler.backends.dynamodb.batch_io import batch_write, delete_requests
 from lambda_handler.errors import (
     InvalidMosaicError,
     InvalidMosaicNameError,
@@ -152,7 +153,7 @@ def counting(backend: DynamoDBBackend | None = None) -> Iterator[Counter]:
     def hook(model, **kwargs) -> None:
         calls[model.name] += 1
 
-    client = backend.client if backend else _dynamodb_client(REGION)
+    client = backend.client if backend else dynamodb_client(REGION)
     events = client.meta.events
     events.register("before-call.dynamodb", hook)
     try:
@@ -258,7 +259,7 @@ def test_writers_meeting_a_missing_table_at_once_all_succeed(dynamodb_env):
             errors.append(repr(err))
 
     threads = [threading.Thread(target=create, args=(mosaic,)) for mosaic in docs]
-    events = _dynamodb_client(REGION).meta.events
+    events = dynamodb_client(REGION).meta.events
     events.register("before-call.dynamodb.CreateTable", hold)
     try:
         with counting() as calls:
@@ -1027,8 +1028,8 @@ def test_write_lock_blocks_a_second_writer(table, dynamodb_env):
     write(uri, document(block(0, 0, 2, 8)))
     fresh = f"dynamodb:///{table}:fresh"
     leases = [
-        _Lease(MosaicBackend(uri), "update"),
-        _Lease(DynamoDBBackend(fresh, mosaic_def=document({})), "create"),
+        Lease(MosaicBackend(uri).table, "update"),
+        Lease(DynamoDBBackend(fresh, mosaic_def=document({})).table, "create"),
     ]
     for lease in leases:
         lease.acquire(exists_error=False)
@@ -1470,7 +1471,7 @@ def test_a_lapsed_lease_never_comes_back(table, dynamodb_env):
     """A writer whose heartbeat could not renew in time stops for good, even if a late
     renewal then succeeds: no batch is ever skipped silently."""
     backend = DynamoDBBackend(f"dynamodb:///{table}:lapse", mosaic_def=document({}))
-    lease = _Lease(backend, "overwrite")
+    lease = Lease(backend.table, "overwrite")
     lease.acquire(exists_error=False)
     try:
         assert lease.valid
@@ -1478,8 +1479,8 @@ def test_a_lapsed_lease_never_comes_back(table, dynamodb_env):
         assert not lease.valid
         lease.valid_until = time.monotonic() + 60  # a late renewal
         assert not lease.valid
-        requests = backend._delete_requests([tile_quadkey(0, 0, 8)])
+        requests = delete_requests([backend.table.key(tile_quadkey(0, 0, 8))])
         with pytest.raises(MosaicWriteError, match="could not be renewed in time"):
-            backend._batch_write(requests, lease)
+            batch_write(backend.table, requests, lease)
     finally:
         lease.release()

@@ -199,11 +199,12 @@ def test_listing_pages_with_a_token(dynamodb_api):
 
 def test_list_page_cost_is_bounded(moto_server, monkeypatch):
     """Each page is at most LIST_SCAN_CALLS Scan requests, whatever the table holds."""
-    from lambda_handler.backends import dynamodb
+    from lambda_handler.backends.dynamodb import dynamodb_client
+    from lambda_handler.backends.dynamodb import table as dynamodb_table
 
     for name, value in moto_server.boto3_env("dynamodb").items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(dynamodb, "LIST_SCAN_ITEMS", 50)
+    monkeypatch.setattr(dynamodb_table, "LIST_SCAN_ITEMS", 50)
     table = unique_name("pages")
     DynamoDBBackend.create_table(table)
     names = [f"m{i}" for i in range(4)]
@@ -212,7 +213,7 @@ def test_list_page_cost_is_bounded(moto_server, monkeypatch):
         with MosaicBackend(f"dynamodb:///{table}:{name}", mosaic_def=document) as backend:
             backend.write()
     calls = []
-    client = dynamodb._dynamodb_client("us-east-1")
+    client = dynamodb_client("us-east-1")
 
     def hook(model, **kwargs) -> None:
         calls.append(model.name)
@@ -225,7 +226,7 @@ def test_list_page_cost_is_bounded(moto_server, monkeypatch):
             listing.check(f"{pages} pages so far")
             calls.clear()
             page, token = DynamoDBBackend.list_page(table, limit=1, token=token)
-            assert calls.count("Scan") <= dynamodb.LIST_SCAN_CALLS
+            assert calls.count("Scan") <= dynamodb_table.LIST_SCAN_CALLS
             assert len(page) <= 1
             found += page
             pages += 1
