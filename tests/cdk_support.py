@@ -105,3 +105,9 @@ def statement_actions(statements: list[dict]) -> set[str]:
         value = statement["Action"]
         found.update([value] if isinstance(value, str) else value)
     return found
+
+
+def logical_id(tpl: Template, kind: str, prefix: str) -> str:
+    """The logical id of the one `kind` resource whose id starts with `prefix`."""
+    (name,) = [k for k in tpl.find_resources(kind) if k.startswith(prefix)]
+    return name
