@@ -238,6 +238,19 @@ def test_export_checks_before_rendering(case, fragment, export_mosaic_uri, tmp_p
     assert not list(tmp_path.rglob("*.tiles"))
 
 
+@pytest.mark.parametrize(
+    ("rescale", "fragment"),
+    [("a,b", "expected 'min,max', got 'a,b'"), ("0,inf", "range must be finite")],
+)
+def test_export_rescale_is_parsed_as_the_api_parses_it(rescale, fragment, tmp_path):
+    """--rescale goes through the API's parser (same ranges, same messages), before anything
+    is opened or rendered."""
+    args = ["export", str(tmp_path / "out.tif"), "--uri", str(tmp_path / "none.json")]
+    result = run(*args, "--zoom", "9", "--bbox", "-78.6,45.0,-78.2,45.4", "--rescale", rescale)
+    assert_clean_error(result, f"invalid --rescale: {fragment}")
+    assert not list(tmp_path.rglob("*.tiles"))
+
+
 def test_export_ctrl_c_prints_one_line_and_keeps_tiles(export_mosaic_uri, tmp_path):
     """Ctrl-C reaches the whole process group, as from a terminal; then run it again."""
     import os
