@@ -132,7 +132,6 @@ STATUS_CODES: list[tuple[ErrorClass, int, str | None]] = [
     (UnsupportedURIError, 422, "url"),
     (BackendNotAvailableError, 422, "url"),
     (MultipleDataTypeError, 422, "urls"),
-    ("lambda_handler.stac.mosaic.EmptySearchError", 422, "search"),
     (InvalidMosaicError, 422, "body"),
     (RenderError, 422, None),
     (ListingNotSupportedError, 501, None),

@@ -22,21 +22,25 @@ def _stac_document(
     body: MosaicSource, builder_options: dict[str, Any], settings: ApiSettings | None = None
 ) -> "MosaicJSON":
     # Imported here: only mosaic creation from a STAC search needs the STAC client.
-    from lambda_handler.stac.mosaic import mosaic_from_search
+    from lambda_handler.stac.mosaic import EmptySearchError, mosaic_from_search
 
     if body.minzoom is None or body.maxzoom is None:
         raise ApiError(422, "a mosaic from a STAC search needs minzoom and maxzoom", "minzoom")
-    return mosaic_from_search(
-        body.stac_api,
-        body.search or {},
-        body.minzoom,
-        body.maxzoom,
-        asset=body.asset,
-        seasons=body.seasons,
-        max_items=body.max_items or (settings.max_items if settings else None),
-        allowed_prefixes=settings.allowed_asset_prefixes if settings else [],
-        **builder_options,
-    )
+    try:
+        return mosaic_from_search(
+            body.stac_api,
+            body.search or {},
+            body.minzoom,
+            body.maxzoom,
+            asset=body.asset,
+            seasons=body.seasons,
+            max_items=body.max_items or (settings.max_items if settings else None),
+            allowed_prefixes=settings.allowed_asset_prefixes if settings else [],
+            **builder_options,
+        )
+    except EmptySearchError as err:
+        # The body's 'search' (with its seasons) is what to change: name it in the 422.
+        raise ApiError(422, str(err), "search") from err
 
 
 def build_document(
