@@ -15,27 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.geometry import square
+
 # Every writer's assets cover this square: all of them land in the same quadkeys.
 AREA = (10.0, 10.0, 1.0)  # lon, lat, size in degrees
 MINZOOM, MAXZOOM = 6, 8
 START_VERSION = (1, 0, 0)
-
-
-def square(lon: float, lat: float, size: float, path: str) -> dict[str, Any]:
-    """A square footprint feature whose asset is `path`."""
-    half = size / 2
-    ring = [
-        [lon - half, lat + half],
-        [lon - half, lat - half],
-        [lon + half, lat - half],
-        [lon + half, lat + half],
-        [lon - half, lat + half],
-    ]
-    return {
-        "type": "Feature",
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "properties": {"path": path},
-    }
 
 
 # Assets are URLs (the API refuses relative names); nothing reads them.
