@@ -9,16 +9,12 @@ Run: `pip install -e .[test]` then `python benchmarks/bench_export.py`.
 """
 
 import argparse
-import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,13 +32,10 @@ def child(argv: list[str]) -> None:
         print(f"SECONDS {time.perf_counter() - started:.2f}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(workdir: Path) -> tuple[subprocess.Popen, str]:
+    """The API under uvicorn (bench_tiles' launcher) over an SQLite store of the scenes."""
+    from bench_tiles import start_server as start_uvicorn
+
     from lambda_handler.backends import MosaicBackend
     from lambda_handler.mosaic import from_urls
     from lambda_handler.sample_data import generate_scenes
@@ -53,22 +46,8 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen, str]:
         f"sqlite:///{db}:bench", mosaic_def=from_urls(scenes, minzoom=8, maxzoom=15)
     ) as store:
         store.write(overwrite=True)
-    port = free_port()
-    env = {**os.environ, "MOSAIC_API_MOSAIC_URI_TEMPLATE": f"sqlite:///{db}:{{mosaic_id}}"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "lambda_handler.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    sys.exit("the tiler did not start")
+    env = {"MOSAIC_API_MOSAIC_URI_TEMPLATE": f"sqlite:///{db}:{{mosaic_id}}"}
+    return start_uvicorn("lambda_handler.app:create_app", env)
 
 
 def run_export(base: str, zoom: int, bbox: str, output: Path, concurrency: int) -> dict:

@@ -245,25 +245,28 @@ class AssetReader(Reader):
     def _check(self, kwargs: dict[str, Any]) -> None:
         check_read_options(str(self.input), self.dataset.count, self.dataset.dtypes[0], kwargs)
 
-    def tile(self, *args: Any, **kwargs: Any) -> ImageData:
-        """Read a tile; a GDAL failure becomes AssetReadError naming the asset."""
-        self._check(kwargs)
+    @contextlib.contextmanager
+    def _named_failures(self) -> Iterator[None]:
+        """A GDAL failure becomes AssetReadError naming the asset; a RecursionError (rio-tiler
+        parses expressions with ast) a 422 on the expression."""
         try:
-            return super().tile(*args, **kwargs)
-        except GDAL_ERRORS as err:
-            raise AssetReadError(str(self.input), err) from err
-        except RecursionError as err:  # rio-tiler parses expressions with ast
-            raise InvalidReadOptionError("expression", "the expression is too deep") from err
-
-    def point(self, *args: Any, **kwargs: Any) -> Any:
-        """Read a point; a GDAL failure becomes AssetReadError naming the asset."""
-        self._check(kwargs)
-        try:
-            return super().point(*args, **kwargs)
+            yield
         except GDAL_ERRORS as err:
             raise AssetReadError(str(self.input), err) from err
         except RecursionError as err:
             raise InvalidReadOptionError("expression", "the expression is too deep") from err
+
+    def tile(self, *args: Any, **kwargs: Any) -> ImageData:
+        """Read a tile; a GDAL failure becomes AssetReadError naming the asset."""
+        self._check(kwargs)
+        with self._named_failures():
+            return super().tile(*args, **kwargs)
+
+    def point(self, *args: Any, **kwargs: Any) -> Any:
+        """Read a point; a GDAL failure becomes AssetReadError naming the asset."""
+        self._check(kwargs)
+        with self._named_failures():
+            return super().point(*args, **kwargs)
 
 
 def _envelope_in(tms: TileMatrixSet, crs: CRS, bounds: tuple[float, ...]) -> tuple | None:
