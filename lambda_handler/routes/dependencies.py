@@ -151,6 +151,11 @@ def parse_crs(value: str | None, field_name: str = "coord_crs") -> "CRS | None":
         raise invalid(field_name, f"invalid CRS {value!r}: {err}") from err
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The reader options that were given (empty lists and zeros are not)."""
+    return {k: v for k, v in options.items() if v}
+
+
 @dataclass
 class LayerParams:
     """Which bands: band indexes, a band-math expression, or STAC asset names."""
@@ -178,14 +183,7 @@ class LayerParams:
 
     def as_dict(self) -> dict[str, Any]:
         """Reader keyword arguments."""
-        out: dict[str, Any] = {}
-        if self.indexes:
-            out["indexes"] = self.indexes
-        if self.expression:
-            out["expression"] = self.expression
-        if self.assets:
-            out["assets"] = self.assets
-        return out
+        return _given(indexes=self.indexes, expression=self.expression, assets=self.assets)
 
 
 @dataclass
@@ -218,16 +216,14 @@ class DatasetParams:
 
     def as_dict(self) -> dict[str, Any]:
         """Reader keyword arguments."""
-        out: dict[str, Any] = {}
-        if self.nodata_value is not None:
-            out["nodata"] = self.nodata_value
-        if self.unscale is not None:
-            out["unscale"] = self.unscale
-        if self.resampling_method is not None:
-            out["resampling_method"] = self.resampling_method
-        if self.reproject_method is not None:
-            out["reproject_method"] = self.reproject_method
-        return out
+        # `is not None`: unscale=false is an answer, not an absence.
+        options = {
+            "nodata": self.nodata_value,
+            "unscale": self.unscale,
+            "resampling_method": self.resampling_method,
+            "reproject_method": self.reproject_method,
+        }
+        return {k: v for k, v in options.items() if v is not None}
 
 
 @dataclass
@@ -267,12 +263,7 @@ class TileParams:
                 "tilesize",
                 f"tiles are at most {settings.max_tile_size} pixels wide, asked {total:g}",
             )
-        out: dict[str, Any] = {"tilesize": size}
-        if self.buffer:
-            out["buffer"] = self.buffer
-        if self.padding:
-            out["padding"] = self.padding
-        return out
+        return {"tilesize": size, **_given(buffer=self.buffer, padding=self.padding)}
 
 
 @dataclass
