@@ -25,33 +25,61 @@ SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
 # The marks a test gets from the server fixtures it uses (markers: pyproject.toml), so that a
 # test added later is marked without anyone remembering to: `-m "not slow"` leaves out every
 # test that starts a process.
+AWS_FIXTURES = (
+    *("moto_server", "dynalite_server", "private_dynalite", "s3rver_server"),
+    *("dynamodb_server", "s3_server", "dynamodb_env", "s3_env", "gdal_s3_env"),
+)
 FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(
-        ("moto_server", "dynalite_server", "private_dynalite", "s3rver_server",
-         "dynamodb_server", "s3_server", "dynamodb_env", "s3_env", "gdal_s3_env"),
-        ("aws", "slow"),
-    ),  # fmt: skip
+    **dict.fromkeys(AWS_FIXTURES, ("aws", "slow")),
     "stac_api": ("stac", "slow"),
     "gcs_emulator": ("cloud", "slow"),
     "azurite": ("cloud", "slow"),
     "api_server": ("slow",),
+    # Module fixtures running the app under uvicorn in a process of its own.
+    **dict.fromkeys(("fuzz_server", "faulty_server", "fault_server", "file_api"), ("slow",)),
+}
+# Modules whose tests build or run something heavy, by name prefix (a new test_cdk_* module is
+# marked too): CDK synth (node), the Lambda bundle under python3.12, Chromium, the README's and
+# the CLI's commands in fresh processes.
+MODULE_MARKS: dict[str, tuple[str, ...]] = {
+    "test_cdk": ("cdk", "slow"),
+    "test_lambda_bundle": ("lambda", "slow"),
+    "test_snapstart": ("lambda", "slow"),
+    "test_browser": ("browser", "slow"),
+    "test_readme": ("slow",),
+    "test_cli": ("slow",),
+    # Exports of whole areas and concurrent writer processes: tens of seconds each.
+    "test_export": ("slow",),
+    "test_concurrent_writes": ("slow",),
 }
 # Parametrized fixtures that start a server only for some of their parameters (they ask for
 # it with request.getfixturevalue, which item.fixturenames cannot see).
 PARAMETER_MARKS: dict[tuple[str, str], tuple[str, ...]] = {
     ("client", "uvicorn"): ("slow",),
+    # test_concurrent_writes' precondition test, one store kind per parameter.
+    ("kind", "s3"): ("aws", "slow"),
+    ("kind", "azure"): ("cloud", "slow"),
 }
 
 
+def _marks_of(item: pytest.Item) -> set[str]:
+    """The marks an item gets from its fixtures, parameters and module."""
+    names = {mark for fixture in item.fixturenames for mark in FIXTURE_MARKS.get(fixture, ())}
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for (fixture, value), marks in PARAMETER_MARKS.items():
+        if params.get(fixture) == value:
+            names.update(marks)
+    module = item.path.stem
+    for prefix, marks in MODULE_MARKS.items():
+        if module.startswith(prefix):
+            names.update(marks)
+    return names
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by the servers it starts (see FIXTURE_MARKS)."""
+    """Mark each test by what it starts (FIXTURE_MARKS, PARAMETER_MARKS, MODULE_MARKS)."""
     for item in items:
-        names = {mark for fixture in item.fixturenames for mark in FIXTURE_MARKS.get(fixture, ())}
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        for (fixture, value), marks in PARAMETER_MARKS.items():
-            if params.get(fixture) == value:
-                names.update(marks)
-        for name in sorted(names - {mark.name for mark in item.iter_markers()}):
+        for name in sorted(_marks_of(item) - {mark.name for mark in item.iter_markers()}):
             item.add_marker(name)
 
 

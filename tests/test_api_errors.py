@@ -238,6 +238,7 @@ def _read_response(sock) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+@pytest.mark.slow  # a uvicorn process of its own
 def test_unexpected_error_is_json_500_and_keeps_the_connection(api_store, tmp_path):
     import os
     import socket

@@ -4,6 +4,7 @@ import sys
 
 import httpx
 import morecantile
+import pytest
 from fastapi.testclient import TestClient
 
 from lambda_handler.app import create_app
@@ -29,6 +30,7 @@ def test_demo_mosaic_is_served_with_its_map(tmp_path):
     assert prepare_demo(tmp_path / "demo")[1] == map_path
 
 
+@pytest.mark.slow  # a uvicorn process of its own
 def test_serve_runs_uvicorn_on_the_given_store(api_store, tmp_path):
     port = free_port()
     code = (

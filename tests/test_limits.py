@@ -250,6 +250,7 @@ def _peak_rss_kb(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
+@pytest.mark.slow  # a uvicorn process of its own
 def test_a_huge_chunked_body_costs_no_memory(tmp_path):
     """100 MB streamed without Content-Length: the server answers 413 after its cap and its
     peak memory stays where it was (the body is never held)."""
