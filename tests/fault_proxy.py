@@ -69,6 +69,70 @@ DROP_AFTER = object()
 Policy = Callable[[int, ProxiedRequest], "Reply | object | None"]
 
 
+class ProxyHandler(BaseHTTPRequestHandler):
+    """Answers one connection's requests as its `proxy`'s policy says."""
+
+    protocol_version = "HTTP/1.1"
+    proxy: "FaultProxy"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = ProxiedRequest(
+            self.command,
+            self.path,
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+        )
+        decision = self.proxy.decide(request)
+        if decision is DROP:
+            self._drop()
+        elif isinstance(decision, Reply):
+            self.proxy.count_injection()
+            self._answer(decision.status, decision.headers, decision.body)
+        else:
+            status, headers, payload = self._forward(body)
+            if decision is DROP_AFTER:
+                self._drop()
+            else:
+                self._answer(status, headers, payload)
+
+    def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        upstream = http.client.HTTPConnection(*self.proxy.host_port(), timeout=60)
+        try:
+            upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
+            answer = upstream.getresponse()
+            payload = answer.read()
+        finally:
+            upstream.close()
+        headers = {
+            k: v
+            for k, v in answer.getheaders()
+            if k.lower() not in ("transfer-encoding", "connection", "content-length")
+        }
+        return answer.status, headers, payload
+
+    def _drop(self) -> None:
+        """Close the connection without answering."""
+        self.proxy.count_injection()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+
 class FaultProxy:
     """A real HTTP proxy on 127.0.0.1 in front of `upstream`.
 
@@ -84,78 +148,30 @@ class FaultProxy:
         self.requests: list[ProxiedRequest] = []
         self.injected = 0
         self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                request = ProxiedRequest(
-                    self.command,
-                    self.path,
-                    {k.lower(): v for k, v in self.headers.items()},
-                    body,
-                )
-                with proxy._lock:
-                    index = len(proxy.requests)
-                    proxy.requests.append(request)
-                decision = proxy.policy(index, request)
-                if decision is DROP:
-                    with proxy._lock:
-                        proxy.injected += 1
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                if isinstance(decision, Reply):
-                    with proxy._lock:
-                        proxy.injected += 1
-                    self._answer(decision.status, decision.headers, decision.body)
-                    return
-                upstream = http.client.HTTPConnection(*proxy._host_port(), timeout=60)
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
-                    answer = upstream.getresponse()
-                    payload = answer.read()
-                    if decision is DROP_AFTER:
-                        with proxy._lock:
-                            proxy.injected += 1
-                        self.close_connection = True
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                        return
-                    headers = {
-                        k: v
-                        for k, v in answer.getheaders()
-                        if k.lower() not in ("transfer-encoding", "connection", "content-length")
-                    }
-                    self._answer(answer.status, headers, payload)
-                finally:
-                    upstream.close()
-
-            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
-
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        # A handler class of this proxy's own: http.server makes one handler per request.
+        handler = type("Handler", (ProxyHandler,), {"proxy": self})
+        self.server = ThreadingHTTPServer((LOOPBACK, 0), handler)
         self.server.daemon_threads = True
         self.endpoint = f"http://{LOOPBACK}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def _host_port(self) -> tuple[str, int]:
+    def host_port(self) -> tuple[str, int]:
+        """The upstream's host and port."""
         host, port = self.upstream.rsplit(":", 1)
         return host, int(port)
+
+    def decide(self, request: ProxiedRequest) -> "Reply | object | None":
+        """Record a request and return what the policy says to do with it."""
+        with self._lock:
+            index = len(self.requests)
+            self.requests.append(request)
+        return self.policy(index, request)
+
+    def count_injection(self) -> None:
+        """Count one request answered by the policy instead of the upstream."""
+        with self._lock:
+            self.injected += 1
 
     def operations(self) -> list[str]:
         """The operations seen, in order."""

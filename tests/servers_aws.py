@@ -157,14 +157,19 @@ def s3rver_command(directory: Path) -> Callable[[int], list[str]]:
     return command
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory) -> Iterator[AwsServer]:
-    """moto server (S3 + DynamoDB, in memory) on a free port of 127.0.0.1."""
-    server = start_server("moto", moto_command, tmp_path_factory.mktemp("moto"))
+def stopped_at_end(server: AwsServer) -> Iterator[AwsServer]:
+    """Yield a started server to a fixture's test(s), then stop it."""
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory) -> Iterator[AwsServer]:
+    """moto server (S3 + DynamoDB, in memory) on a free port of 127.0.0.1."""
+    server = start_server("moto", moto_command, tmp_path_factory.mktemp("moto"))
+    yield from stopped_at_end(server)
 
 
 @pytest.fixture(scope="session")
@@ -172,20 +177,14 @@ def dynalite_server(tmp_path_factory) -> Iterator[AwsServer]:
     """dynalite (DynamoDB) on a free port of 127.0.0.1, data in a temporary directory."""
     directory = tmp_path_factory.mktemp("dynalite")
     server = start_server("dynalite", dynalite_command(directory / "db"), directory)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from stopped_at_end(server)
 
 
 @pytest.fixture
 def private_dynalite(tmp_path) -> Iterator[AwsServer]:
     """A dynalite of the test's own, to kill and restart (its data on disk survives)."""
     server = start_server("dynalite-private", dynalite_command(tmp_path / "db"), tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from stopped_at_end(server)
 
 
 @pytest.fixture(scope="session")
@@ -199,10 +198,7 @@ def s3rver_server(tmp_path_factory) -> Iterator[AwsServer]:
         access_key="S3RVER",
         secret_key="S3RVER",
     )
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from stopped_at_end(server)
 
 
 @pytest.fixture(params=["moto", "dynalite"])
