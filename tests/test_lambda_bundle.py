@@ -128,13 +128,21 @@ def run_in_bundle(python312, asset, runtime_dir, lambda_env, entry, events) -> d
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_handler_in_the_bundle(python312, asset, runtime_dir, lambda_env):
-    mosaic_id = lambda_env["mosaic_id"]
-    events = [
+def handler_events(mosaic_id: str) -> list[dict]:
+    """HTTP API events of a health check, a tile, a tile of a missing mosaic and a tile out of
+    the zoom range (200, 200, 404, 422), in that order."""
+    return [
         http_api_event("/healthz"),
         http_api_event(tile_path(mosaic_id, *OVERLAP, 9)),
         http_api_event(tile_path("no-such-mosaic", *OVERLAP, 9)),
         http_api_event(f"/mosaics/{mosaic_id}/tiles/WebMercatorQuad/99/0/0.png"),
+    ]
+
+
+def test_handler_in_the_bundle(python312, asset, runtime_dir, lambda_env):
+    mosaic_id = lambda_env["mosaic_id"]
+    events = [
+        *handler_events(mosaic_id),
         http_api_event("/openapi.json", headers={"accept-encoding": "gzip"}),
     ]
     out = run_in_bundle(python312, asset, runtime_dir, lambda_env, "handler", events)
@@ -238,12 +246,7 @@ class RuntimeApi:
 
 def test_handler_through_the_runtime_client(python312, asset, runtime_dir, lambda_env):
     mosaic_id = lambda_env["mosaic_id"]
-    events = [
-        http_api_event("/healthz"),
-        http_api_event(tile_path(mosaic_id, *OVERLAP, 9)),
-        http_api_event(tile_path("no-such-mosaic", *OVERLAP, 9)),
-        http_api_event(f"/mosaics/{mosaic_id}/tiles/WebMercatorQuad/99/0/0.png"),
-    ]
+    events = handler_events(mosaic_id)
     api = RuntimeApi(events)
     env = {
         **lambda_env["env"],

@@ -221,19 +221,25 @@ def bundle() -> tuple[str, str]:
     return find_python("3.12"), f"{asset}{os.pathsep}{lambda_runtime_dir()}"
 
 
-def test_hooks_around_a_simulated_snapshot(bundle):
-    python, path = bundle
-    env = {**LAMBDA_ENV, "PYTHONPATH": path, "LANG": "C.UTF-8"}
+def run_in_bundle(python: str, env: dict[str, str], script: str, event: dict) -> dict:
+    """Run `script` with `event` as its argument under python3.12 in only `env` (as Lambda
+    does: no site, no inherited variables); the JSON its last output line holds."""
     done = subprocess.run(
-        ["env", "-i", *(f"{k}={v}" for k, v in env.items()), python, "-S", "-c", SNAPSHOT]
-        + [json.dumps(HEALTHZ)],
+        ["env", "-i", *(f"{k}={v}" for k, v in env.items()), python, "-S", "-c", script]
+        + [json.dumps(event)],
         capture_output=True,
         text=True,
         timeout=300,
         cwd="/",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_hooks_around_a_simulated_snapshot(bundle):
+    python, path = bundle
+    env = {**LAMBDA_ENV, "PYTHONPATH": path, "LANG": "C.UTF-8"}
+    out = run_in_bundle(python, env, SNAPSHOT, HEALTHZ)
     # Init warmed up and registered the hooks with the runtime's registry.
     assert out["before"] == ["before_snapshot"] and out["after"] == ["after_restore"]
     assert out["warm_up"] > 0
@@ -312,16 +318,7 @@ def test_after_a_restore_the_first_tile_imports_nothing(bundle, sample_cogs, tmp
         "MOSAIC_API_MOSAIC_URI_TEMPLATE": f"file://{tmp_path}/{{mosaic_id}}.json",
     }
     event = http_api_event(tile_path("scenes", *OVERLAP, 10))
-    done = subprocess.run(
-        ["env", "-i", *(f"{k}={v}" for k, v in env.items()), python, "-S", "-c", RESTORED_TILE]
-        + [json.dumps(event)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd="/",
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_in_bundle(python, env, RESTORED_TILE, event)
     assert out["status"] == 200
     # Init imported the whole tile path: the first request after a restore imports nothing.
     assert out["imported"] == []
