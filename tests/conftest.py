@@ -17,6 +17,7 @@ pytest_plugins: list[str] = [
     "tests.fault_proxy",
     "tests.servers_stac",
     "tests.servers_api",
+    "tests.dynamodb_support",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -18,10 +18,10 @@ from lambda_handler.errors import MosaicError
 from lambda_handler.mosaic.model import MosaicJSON
 
 
-def feature(x: int, y: int, zoom: int, path: str, tms) -> dict:
-    """A footprint strictly inside tile (x, y, zoom) of `tms`."""
-    west, south, east, north = tms.bounds(x, y, zoom)
-    inset = (east - west) / 10
+def inset_box(
+    west: float, south: float, east: float, north: float, inset: float, path: str
+) -> dict:
+    """A rectangular footprint feature `inset` degrees inside a bounding box, asset `path`."""
     x0, y0, x1, y1 = west + inset, north - inset, east - inset, south + inset
     return {
         "type": "Feature",
@@ -31,6 +31,12 @@ def feature(x: int, y: int, zoom: int, path: str, tms) -> dict:
             "coordinates": [[[x0, y1], [x1, y1], [x1, y0], [x0, y0], [x0, y1]]],
         },
     }
+
+
+def feature(x: int, y: int, zoom: int, path: str, tms) -> dict:
+    """A footprint strictly inside tile (x, y, zoom) of `tms`."""
+    west, south, east, north = tms.bounds(x, y, zoom)
+    return inset_box(west, south, east, north, (east - west) / 10, path)
 
 
 def write(uri: str, path: str, overwrite: bool) -> int:

@@ -8,7 +8,7 @@ Because one item may hold two versions, each version of an item is limited to ha
 
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,7 +74,13 @@ class MosaicWrites:
     generation: str | None
     pending: bool
     overview_zooms: frozenset[int]
+    bounds: tuple[float, ...]
     _lease: Lease | None
+    # Methods of DynamoDBBackend and its base class (annotated only: defining them here would
+    # shadow the base class's in the method resolution order).
+    _invalidate: Callable[[], None]
+    _resolved: Callable[[RawItems], dict[str, list[str]]]
+    create_table: Callable[..., bool]
 
     # ------------------------------------------------------------------ lease
     @contextmanager
@@ -93,7 +99,7 @@ class MosaicWrites:
         finally:
             self._lease = None
             lease.release()
-            self._invalidate()  # type: ignore[attr-defined]
+            self._invalidate()
 
     @contextmanager
     def _write_guard(self) -> Iterator[None]:
@@ -183,7 +189,7 @@ class MosaicWrites:
         except TableMissingError:
             if self._lease is not None:
                 raise  # the table vanished in the middle of a guarded read-modify-write
-            self.create_table(self.table.table_name, self.table.region)  # type: ignore[attr-defined]
+            self.create_table(self.table.table_name, self.table.region)
             self._write(overwrite)
 
     def _write(self, overwrite: bool) -> None:
@@ -313,13 +319,13 @@ class MosaicWrites:
         partition = self.table.overview_partition
         if not builder.zooms:
             tile_items = fetch_raw(self.table, list(changed), consistent=True)
-            merged = _merge(changed, self._resolved(tile_items))  # type: ignore[attr-defined]
+            merged = _merge(changed, self._resolved(tile_items))
             overviews = PartitionChange(self.table.raw_partition(partition), {}, full=True)
             return PartitionChange(tile_items, dict(merged), full=False), overviews
         if trusted:
             return self._updated_overviews(builder, changed)
         tile_items = self.table.raw_tiles("", consistent=True)
-        everything = self._resolved(tile_items)  # type: ignore[attr-defined]
+        everything = self._resolved(tile_items)
         merged = _merge(changed, everything)
         built = builder.build({**everything, **merged})
         overviews = PartitionChange(
@@ -362,7 +368,7 @@ class MosaicWrites:
         children: RawItems = {}
         for part in parallel(lambda p: self.table.raw_tiles(p, consistent=True), prefixes):
             children.update(part)
-        resolved = self._resolved(children)  # type: ignore[attr-defined]
+        resolved = self._resolved(children)
         merged = _merge(changed, resolved)
         level = builder.bottom_level({**resolved, **merged})
         partition = self.table.overview_partition
