@@ -1,6 +1,8 @@
-"""Encoding of whole MosaicJSON documents: JSON, gzip-compressed when the name ends in `.gz`."""
+"""Encoding of whole MosaicJSON documents: JSON, gzip-compressed when the name ends in `.gz`;
+the revision of stored bytes."""
 
 import gzip
+import hashlib
 import zlib
 
 from lambda_handler.errors import InvalidMosaicError
@@ -29,3 +31,9 @@ def decode_document(body: bytes, name: str) -> MosaicJSON:
     elif is_gzip_name(name) and body.lstrip()[:1] != b"{":
         raise InvalidMosaicError(f"{name} ends in .gz but is not gzip-compressed")
     return MosaicJSON.parse(body, source=name)
+
+
+def revision_of(body: bytes) -> str:
+    """The store revision of a document: a digest of its stored bytes (stores whose own
+    version token is not a content digest, e.g. files and GCS generations)."""
+    return hashlib.sha1(body, usedforsecurity=False).hexdigest()[:20]

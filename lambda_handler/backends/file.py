@@ -12,7 +12,6 @@ the directory over NFS.
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import tempfile
 import time
@@ -24,7 +23,7 @@ from typing import ClassVar
 import attr
 
 from lambda_handler.backends.base import MosaicJSONBackend
-from lambda_handler.backends.compression import decode_document, encode_document
+from lambda_handler.backends.compression import decode_document, encode_document, revision_of
 from lambda_handler.errors import (
     InvalidMosaicNameError,
     MosaicAuthError,
@@ -64,11 +63,6 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
     held = os.fstat(fd)
     return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
-
-
-def revision_of(body: bytes) -> str:
-    """The store revision of a document: a digest of its stored bytes."""
-    return hashlib.sha1(body, usedforsecurity=False).hexdigest()[:20]
 
 
 @attr.s

@@ -13,7 +13,6 @@ the tests check the request carries it. The protocol and the error table are
 `object_store.py`'s; this module holds GCS's vocabulary.
 """
 
-import hashlib
 import os
 import re
 import threading
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attr
 
+from lambda_handler.backends.compression import revision_of
 from lambda_handler.backends.object_store import Failure, ObjectStoreBackend, StoredObject
 from lambda_handler.errors import BackendNotAvailableError, InvalidMosaicError, brief_message
 from lambda_handler.settings import cloud_storage_settings
@@ -33,10 +33,6 @@ SCHEME = "gs://"
 EXTRA_HINT = 'pip install "lambda-mosaic-tiler[gcs]"'
 # Bucket names: lowercase letters, digits, '-', '_', '.'; start and end with a letter or digit.
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
-
-
-def _digest(body: bytes) -> str:
-    return hashlib.sha1(body, usedforsecurity=False).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -142,7 +138,7 @@ class GCSBackend(ObjectStoreBackend):
         if blob.generation is None:
             blob.reload(timeout=timeout)
         generation = int(blob.generation) if blob.generation is not None else None
-        return StoredObject(body, generation, _digest(body))
+        return StoredObject(body, generation, revision_of(body))
 
     def _put_object(
         self, body: bytes, content_type: str, *, if_absent: bool, if_match: Any
@@ -155,7 +151,7 @@ class GCSBackend(ObjectStoreBackend):
             if_generation_match=0 if if_absent else if_match,
             timeout=cloud_storage_settings().timeout,
         )
-        return _digest(body)
+        return revision_of(body)
 
     def _object_exists(self) -> bool:
         return self._blob().exists(timeout=cloud_storage_settings().timeout)
