@@ -117,7 +117,7 @@ def test_seed_002_custom_backend_recipe(stac_api):
     namespace: dict = {}
     exec(ported(block), namespace)
     backend = namespace["DynamicStacBackend"]
-    from lambda_handler.backends.recipe import BaseBackend
+    from lambda_handler.backends.base import BaseBackend
 
     assert issubclass(backend, BaseBackend)
     tile = local_tile()

@@ -29,6 +29,9 @@ from lambda_handler import cache
 from lambda_handler.backends import MOSAIC_NAME_RE as MOSAIC_NAME_RE
 from lambda_handler.backends import validate_mosaic_name as validate_mosaic_name
 from lambda_handler.backends.readers import reader_for
+
+# cogeo-mosaic's custom-backend base, at the import path README documents (its code in recipe.py).
+from lambda_handler.backends.recipe import BaseBackend as BaseBackend
 from lambda_handler.backends.updates import GuardedWrites
 from lambda_handler.backends.updates import bbox_union as bbox_union  # used by the stores
 from lambda_handler.backends.zooms import zoom_range
