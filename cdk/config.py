@@ -108,9 +108,7 @@ OPTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
 }
 
 
-def _raw_option(
-    key: str, context: Callable[[str], Any], environ: Mapping[str, str]
-) -> Any:
+def _raw_option(key: str, context: Callable[[str], Any], environ: Mapping[str, str]) -> Any:
     """The value set for option `key` (None: not set), the environment first."""
     raw = environ.get(ENV_PREFIX + key.upper())
     return context(key) if raw is None else raw

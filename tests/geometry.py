@@ -4,9 +4,7 @@ import math
 from typing import Any
 
 
-def square(
-    lon: float, lat: float, size: float, path: str, angle: float = 0.0
-) -> dict[str, Any]:
+def square(lon: float, lat: float, size: float, path: str, angle: float = 0.0) -> dict[str, Any]:
     """A square footprint feature of side `size` degrees centred on (lon, lat), asset `path`.
 
     `angle` (radians) rotates the square about its centre, so footprints need not be
