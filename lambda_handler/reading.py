@@ -3,8 +3,7 @@
 Three things beyond rio-tiler's `BaseBackend.tile`:
 - errors name the asset that could not be read (`AssetReadError`, answered as 424);
 - candidates whose extent is known not to touch the tile are skipped before any GDAL open
-  (extents are remembered per process the first time an asset is opened; an asset whose
-  envelope misses the tile has no data in it, so the output is unchanged);
+  (`asset_extents`: the output is unchanged);
 - the time spent searching, filtering and reading is returned for `Server-Timing`;
 - every asset passes the allow-list before GDAL sees it, options are checked against the
   asset (band numbers, nodata in its data type) so bad input is a 422, each read runs under
@@ -23,11 +22,7 @@ from typing import Any
 import attr
 import numpy
 import rasterio
-from cachetools import TTLCache
-from morecantile import Tile, TileMatrixSet
 from rasterio.crs import CRS
-from rasterio.errors import CRSError, RasterioError
-from rasterio.warp import transform_bounds
 from rio_tiler.errors import EmptyMosaicError, NoAssetFoundError, TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
@@ -35,21 +30,15 @@ from rio_tiler.mosaic.methods.base import MosaicMethodBase
 from rio_tiler.mosaic.reader import mosaic_reader
 from rio_tiler.utils import inherit_rasterio_env
 
+from lambda_handler.asset_extents import asset_extents, filter_by_extent
 from lambda_handler.backends.base import MosaicJSONBackend
 
 # The tile route still imports it from here (the reader choice lives in the backends package).
 from lambda_handler.backends.readers import STAC_ASSET_TYPES as STAC_ASSET_TYPES
 from lambda_handler.deadline import Deadline
 from lambda_handler.errors import MosaicError
+from lambda_handler.gdal_errors import GDAL_ERRORS, summarize_gdal_error
 from lambda_handler.url_policy import UrlNotAllowed, check_url
-
-try:  # GDAL errors raised outside rasterio's own hierarchy
-    from rasterio._err import CPLE_BaseError
-except ImportError:  # pragma: no cover - rasterio always ships it
-    CPLE_BaseError = RasterioError
-
-# What GDAL raises when a dataset is missing, unreadable or corrupt.
-GDAL_ERRORS: tuple[type[BaseException], ...] = (RasterioError, CPLE_BaseError)
 
 
 class AssetReadError(MosaicError):
@@ -75,21 +64,6 @@ class InvalidReadOptionError(MosaicError, ValueError):
     def __init__(self, field: str, message: str):
         self.field = field
         super().__init__(f"{field}: {message}")
-
-
-_HTTP_CODE = re.compile(r"HTTP response code: (\d{3})")
-
-
-def summarize_gdal_error(reason: Any) -> str:
-    """What a client may learn of a GDAL failure: an HTTP status, a timeout, or that the asset
-    is not a readable raster (the same words whether a local file is missing or not)."""
-    text = str(reason)
-    if match := _HTTP_CODE.search(text):
-        return f"HTTP {match.group(1)}"
-    lowered = text.lower()
-    if "timed out" in lowered or "timeout" in lowered:
-        return "timed out"
-    return "not a readable raster"
 
 
 _BAND = re.compile(r"\bb(\d+)\b")
@@ -183,52 +157,6 @@ class ReadGuard:
         return self.deadline.read(asset)
 
 
-class AssetExtents:
-    """Extent (CRS and bounds) of each asset opened by this process, kept for a while, and its
-    envelope per TMS."""
-
-    def __init__(self, maxsize: int = 100_000, ttl: float = 3600.0):
-        self._lock = threading.Lock()
-        self._extents: TTLCache = TTLCache(maxsize=maxsize, ttl=ttl)
-        self._envelopes: TTLCache = TTLCache(maxsize=maxsize, ttl=ttl)
-
-    def remember(self, asset: str, crs: CRS, bounds: Sequence[float]) -> None:
-        """Record the extent of an asset just opened."""
-        with self._lock:
-            if self._extents.get(asset) != (crs, tuple(bounds)):
-                self._extents[asset] = (crs, tuple(bounds))
-                for key in [k for k in self._envelopes if k[0] == asset]:
-                    self._envelopes.pop(key, None)
-
-    def get(self, asset: str) -> tuple[CRS, tuple[float, ...]] | None:
-        """The recorded extent of `asset`, or None."""
-        with self._lock:
-            return self._extents.get(asset)
-
-    def envelope(self, asset: str, tms: TileMatrixSet) -> tuple | None:
-        """The asset's bounds in the TMS's CRS, or None if unknown."""
-        key = (asset, tms.id, tms.rasterio_crs.to_wkt() if not tms.id else "")
-        with self._lock:
-            if key in self._envelopes:
-                return self._envelopes[key]
-            extent = self._extents.get(asset)
-        if extent is None:
-            return None
-        envelope = _envelope_in(tms, *extent)
-        with self._lock:
-            self._envelopes[key] = envelope
-        return envelope
-
-    def clear(self) -> None:
-        """Forget every extent."""
-        with self._lock:
-            self._extents.clear()
-            self._envelopes.clear()
-
-
-asset_extents = AssetExtents()
-
-
 @attr.s
 class AssetReader(Reader):
     """rio-tiler's Reader whose failures name the asset and which records the asset's extent."""
@@ -267,42 +195,6 @@ class AssetReader(Reader):
         self._check(kwargs)
         with self._named_failures():
             return super().point(*args, **kwargs)
-
-
-def _envelope_in(tms: TileMatrixSet, crs: CRS, bounds: tuple[float, ...]) -> tuple | None:
-    """Bounds of an asset in the TMS's CRS (densified edges), or None when they cannot be known."""
-    if crs == tms.rasterio_crs:
-        return tuple(bounds)
-    try:
-        envelope = transform_bounds(crs, tms.rasterio_crs, *bounds, densify_pts=21)
-    except (CRSError, *GDAL_ERRORS):
-        return None
-    # Non-finite values, or west > east (crossing the antimeridian): unknown, keep the asset.
-    if not all(numpy.isfinite(envelope)) or envelope[0] > envelope[2]:
-        return None
-    return tuple(envelope)
-
-
-def filter_by_extent(assets: list[str], tms: TileMatrixSet, x: int, y: int, z: int) -> list[str]:
-    """Drop the assets whose remembered extent does not touch tile (x, y, z).
-
-    The asset's envelope in the TMS's CRS is computed once per asset and TMS, so a tile costs a
-    few comparisons per candidate. Dropping only assets whose envelope misses the tile leaves
-    every pixel unchanged: such an asset has no data in the tile. Assets never opened by this
-    process are kept: their reader decides, as usual.
-    """
-    west, south, east, north = tms.xy_bounds(Tile(x=x, y=y, z=z))
-    kept = []
-    for asset in assets:
-        envelope = asset_extents.envelope(asset, tms)
-        if envelope is None or (
-            west < envelope[2]
-            and east > envelope[0]
-            and south < envelope[3]
-            and north > envelope[1]
-        ):
-            kept.append(asset)
-    return kept
 
 
 def _ms(start: float) -> float:
