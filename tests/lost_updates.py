@@ -59,7 +59,8 @@ def _update_writer(uri: str, writer: int, updates: int, start: Any, results: Any
 
     outcomes: list[Outcome] = []
     lon, lat, size = AREA
-    start.wait()
+    if not start.wait(timeout=300):
+        raise TimeoutError("the start signal never came")
     for index in range(updates):
         asset = asset_name(writer, index)
         try:
@@ -81,7 +82,8 @@ def _http_writer(
 
     lon, lat, size = AREA
     asset = asset_name(writer, 0)
-    start.wait()
+    if not start.wait(timeout=300):
+        raise TimeoutError("the start signal never came")
     try:
         response = httpx.patch(
             f"{base}/mosaics/{mosaic_id}",
@@ -104,7 +106,8 @@ def _http_conditional_writer(
 
     lon, lat, size = AREA
     asset = asset_name(writer, 0)
-    start.wait()
+    if not start.wait(timeout=300):
+        raise TimeoutError("the start signal never came")
     try:
         response = httpx.patch(
             f"{base}/mosaics/{mosaic_id}",

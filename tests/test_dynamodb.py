@@ -36,6 +36,7 @@ from tests.dynamodb_support import (
     write,
 )
 from tests.servers_aws import REGION, unique_name
+from tests.waiting import join_all
 
 
 # ---------------------------------------------------------------------- URIs and table
@@ -88,7 +89,7 @@ def test_writers_meeting_a_missing_table_at_once_all_succeed(dynamodb_env):
     wait until it is ACTIVE and write."""
     name = unique_name("barrier")
     docs = {f"m{i}": block(i * 4, 0, 4, 8, f"t{i}") for i in range(3)}
-    barrier = threading.Barrier(len(docs))
+    barrier = threading.Barrier(len(docs), timeout=60)
     creators = threading.Barrier(len(docs), timeout=30)
     errors: list[str] = []
 
@@ -109,8 +110,7 @@ def test_writers_meeting_a_missing_table_at_once_all_succeed(dynamodb_env):
         with counting() as calls:
             for thread in threads:
                 thread.start()
-            for thread in threads:
-                thread.join()
+            join_all(threads, timeout=300, what="the writers meeting a missing table")
     finally:
         events.unregister("before-call.dynamodb.CreateTable", hold)
     assert not errors, errors

@@ -33,6 +33,7 @@ from tests.dynamodb_support import (
     stored_overviews,
     write,
 )
+from tests.waiting import join_all
 
 
 # ---------------------------------------------------------------------- writes
@@ -168,7 +169,7 @@ def test_unchanged_quadkeys_are_not_rewritten(table, dynamodb_env):
 def test_concurrent_creators_one_wins_nothing_mixed(table, dynamodb_env):
     uri = f"dynamodb:///{table}:race"
     docs = {tag: document(block(0, 0, 20, 8, tag)) for tag in ("left", "right")}
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=60)
     outcome: dict[str, str] = {}
 
     def create(tag: str) -> None:
@@ -183,8 +184,7 @@ def test_concurrent_creators_one_wins_nothing_mixed(table, dynamodb_env):
     threads = [threading.Thread(target=create, args=(tag,)) for tag in docs]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    join_all(threads, timeout=300, what="the two creators")
     assert sorted(outcome.values()) == ["lost", "won"]
     winner = next(tag for tag, result in outcome.items() if result == "won")
     assert read_tiles(uri) == docs[winner].tiles

@@ -38,6 +38,7 @@ from tests.cloud_buckets import (
     fresh_name,
 )
 from tests.geometry import square
+from tests.waiting import join_all
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Each store starts its stand-in (markers: pyproject.toml; the `store` fixture asks for the
@@ -147,7 +148,7 @@ def test_concurrent_creators(store, mosaic):
     uri = store.uri("race.json")
     store.before_create_race(mosaic)
     writers = 6
-    barrier = threading.Barrier(writers)
+    barrier = threading.Barrier(writers, timeout=60)
     outcomes: dict[str, str] = {}
 
     def create(tag: str) -> None:
@@ -162,8 +163,7 @@ def test_concurrent_creators(store, mosaic):
     threads = [threading.Thread(target=create, args=(f"w{i}",)) for i in range(writers)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    join_all(threads, timeout=300, what="the concurrent creators")
     cache.clear_all()
     stored = MosaicBackend(uri).to_document()
     assert len(outcomes) == writers

@@ -5,6 +5,7 @@ deadline hangs the whole suite when the awaited thing never happens; with one, i
 message that says what did not happen.
 """
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -46,3 +47,14 @@ def wait_for(condition: Callable[[], T], *, timeout: float, what: str, interval:
             return result
         deadline.check()
         time.sleep(interval)
+
+
+def join_all(threads: list[threading.Thread], *, timeout: float, what: str) -> None:
+    """Join every thread within `timeout` s in all; AssertionError naming `what` for any left
+    running (a deadlocked writer fails the test instead of hanging the suite)."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    running = [thread.name for thread in threads if thread.is_alive()]
+    if running:
+        raise AssertionError(f"waited {timeout:g} s for {what}: {running} still running")
