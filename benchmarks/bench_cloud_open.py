@@ -11,7 +11,6 @@ import argparse
 import importlib.util
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,17 +29,14 @@ from footprints import scene_footprints
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.mosaic import from_features
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.processes
+from tests.processes import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = ROOT / "tests" / "node" / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(args: list[str], url: str, cwd: str) -> subprocess.Popen:

@@ -19,7 +19,6 @@ import io
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,14 +31,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.processes
+from tests.processes import free_port
+
 REGION = "us-east-1"
 DYNALITE = Path(__file__).resolve().parent.parent / "tests/node/node_modules/.bin/dynalite"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(kind: str, directory: str) -> tuple[subprocess.Popen, str]:

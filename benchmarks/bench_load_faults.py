@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from lambda_handler.backends import MosaicBackend  # noqa: E402
 from lambda_handler.mosaic.builder import dataset_footprint, from_features, from_urls  # noqa: E402
 from lambda_handler.sample_data import generate_scenes  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 # Points inside the sample scenes (lambda_handler.sample_data), where tiles have data.
@@ -69,12 +70,6 @@ class HungServer:
             except OSError:
                 return
             self.held.append(connection)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tile_path(mosaic: str, lon: float, lat: float, z: int) -> str:

@@ -16,7 +16,6 @@ benchmarks/bench_tiles_deployed.py.
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,9 @@ from pathlib import Path
 
 import httpx
 import morecantile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.processes
+from tests.processes import free_port
 
 ZOOMS = (11, 12)
 TILES_PER_ZOOM = 60
@@ -44,13 +46,6 @@ PEER_APP = textwrap.dedent(
     add_exception_handlers(app, MOSAIC_STATUS_CODES)
     """
 )
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(app: str, env: dict[str, str], app_dir: str | None = None) -> tuple:

@@ -14,9 +14,9 @@ Run: `.venv/bin/python benchmarks/bench_tiles.py [--delay-ms 20] [--rounds 3] [-
 import io
 import os
 import shutil
-import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -27,6 +27,9 @@ import morecantile
 import numpy
 from bench_tiles import PEER_APP, percentile, start_server
 from latency_proxy import LatencyProxy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.processes
+from tests.processes import free_port
 
 REGION = "us-east-1"
 BUCKET = "bench-cogs"
@@ -46,13 +49,6 @@ TITILER_LAMBDA_GDAL = {
     "VSI_CACHE": "TRUE",
     "VSI_CACHE_SIZE": "5000000",
 }
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_moto(workdir: Path) -> tuple[subprocess.Popen, str]:
