@@ -75,44 +75,22 @@ def _update_writer(uri: str, writer: int, updates: int, start: Any, results: Any
 
 
 def _http_writer(
-    base: str, mosaic_id: str, key: str, writer: int, start: Any, results: Any
+    base: str, mosaic_id: str, key: str, etag: str | None, writer: int, start: Any, results: Any
 ) -> None:
-    """Process body: one PATCH adding one asset through the HTTP API."""
+    """Process body: one PATCH adding one asset through the HTTP API (with `If-Match: etag`
+    when given: all writers then hold the same ETag)."""
     import httpx
 
     lon, lat, size = AREA
     asset = asset_name(writer, 0)
+    headers = {"X-API-Key": key} | ({"If-Match": etag} if etag else {})
     if not start.wait(timeout=300):
         raise TimeoutError("the start signal never came")
     try:
         response = httpx.patch(
             f"{base}/mosaics/{mosaic_id}",
             json={"features": [square(lon, lat, size, asset)]},
-            headers={"X-API-Key": key},
-            timeout=120,
-        )
-        status = response.status_code
-        outcome = "ok" if status == 200 else f"HTTP {status}: {response.text[:300]}"
-    except Exception as err:
-        outcome = f"UNEXPECTED {type(err).__name__}: {err}"
-    results.put((writer, [(asset, outcome)]))
-
-
-def _http_conditional_writer(
-    base: str, mosaic_id: str, key: str, etag: str, writer: int, start: Any, results: Any
-) -> None:
-    """Process body: one PATCH with `If-Match: etag` (all writers hold the same ETag)."""
-    import httpx
-
-    lon, lat, size = AREA
-    asset = asset_name(writer, 0)
-    if not start.wait(timeout=300):
-        raise TimeoutError("the start signal never came")
-    try:
-        response = httpx.patch(
-            f"{base}/mosaics/{mosaic_id}",
-            json={"features": [square(lon, lat, size, asset)]},
-            headers={"X-API-Key": key, "If-Match": etag},
+            headers=headers,
             timeout=120,
         )
         status = response.status_code
@@ -209,7 +187,7 @@ def run_http_writers(base: str, mosaic_id: str, uri: str, key: str, writers: int
     at `base`, verify through the store."""
     create_mosaic(uri)
     began = time.monotonic()
-    collected = _run(_http_writer, lambda w: (base, mosaic_id, key, w), writers)
+    collected = _run(_http_writer, lambda w: (base, mosaic_id, key, None, w), writers)
     result = RunResult("HTTP API PATCH", writers, 1, seconds=time.monotonic() - began)
     _collect(result, collected)
     return verify(uri, result)
@@ -225,7 +203,7 @@ def run_conditional_http_writers(
     create_mosaic(uri)
     etag = httpx.get(f"{base}/mosaics/{mosaic_id}", timeout=60).headers["ETag"]
     began = time.monotonic()
-    collected = _run(_http_conditional_writer, lambda w: (base, mosaic_id, key, etag, w), writers)
+    collected = _run(_http_writer, lambda w: (base, mosaic_id, key, etag, w), writers)
     result = RunResult("HTTP API PATCH If-Match", writers, 1, seconds=time.monotonic() - began)
     _collect(result, collected)
     return verify(uri, result)
