@@ -5,25 +5,15 @@ The last line printed is the ratio (cogeo-mosaic time / ours); the indexes must 
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from footprints import scene_footprints
+from timing import timed
 
 from lambda_handler.mosaic import from_features
-
-
-def timed(function, repeat: int):
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main() -> None:

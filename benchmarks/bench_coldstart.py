@@ -97,27 +97,10 @@ HEAVY = (
 
 # ---------------------------------------------------------------------------- runs
 def http_event(path: str, query: str = "") -> dict:
-    """An API Gateway HTTP API event (payload 2.0)."""
-    host = "abc123.execute-api.us-east-1.amazonaws.com"
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": {"host": host, "accept": "image/png,*/*"},
-        "requestContext": {
-            "http": {
-                "method": "GET",
-                "path": path,
-                "sourceIp": "127.0.0.1",
-                "protocol": "HTTP/1.1",
-            },
-            "stage": "$default",
-            "domainName": host,
-            "requestId": "bench",
-        },
-        "isBase64Encoded": False,
-    }
+    """An API Gateway HTTP API event (payload 2.0), as the warm-up builds its own."""
+    from lambda_handler.snapstart import get_event
+
+    return get_event(path, "abc123.execute-api.us-east-1.amazonaws.com", query, "bench")
 
 
 def events(app: str, location: str, order: list[int]) -> list[dict]:

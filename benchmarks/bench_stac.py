@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import morecantile
+from timing import timed
 
 from lambda_handler import cache
 from lambda_handler.backends import MosaicBackend
@@ -55,16 +56,6 @@ def clear() -> None:
     forget_items()
 
 
-def timed(function, repeat: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeat):
-        clear()
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=1000)
@@ -91,11 +82,12 @@ def run(url: str, args: argparse.Namespace) -> None:
     query = {"collections": [COLLECTION]}
     search(url, query)  # warm the API (pgstac plans, connection pool) and our HTTP client
 
-    search_time, found = timed(lambda: search(url, query), args.repeat)
+    search_time, found = timed(lambda: search(url, query), args.repeat, before=clear)
     assert len(found) == args.items, f"expected {args.items} items, got {len(found)}"
     build_time, mosaic = timed(
         lambda: MosaicBackend("stac+" + url, query=query, minzoom=8, maxzoom=14),
         args.repeat,
+        before=clear,
     )
     assets = {a for values in mosaic.mosaic_def.tiles.values() for a in values}
     assert len(assets) == args.items

@@ -55,13 +55,13 @@ timings: dict[str, float] = {}
 restores = 0
 
 
-def _tile_event(path: str, host: str) -> dict[str, Any]:
-    """A minimal API Gateway HTTP API (payload 2.0) GET event."""
+def get_event(path: str, host: str, query: str = "", request_id: str = "warm-up") -> dict[str, Any]:
+    """A minimal API Gateway HTTP API (payload 2.0) GET event (the warm-up's, the benchmark's)."""
     return {
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": {"host": host, "accept": "image/png"},
         "requestContext": {
             "http": {
@@ -72,7 +72,7 @@ def _tile_event(path: str, host: str) -> dict[str, Any]:
             },
             "stage": "$default",
             "domainName": host,
-            "requestId": "warm-up",
+            "requestId": request_id,
         },
         "isBase64Encoded": False,
     }
@@ -106,7 +106,7 @@ def render_warmup_tile(function: ApiFunction) -> bytes:
         app.state.settings = warm_settings
         z, x, y = WARMUP_TILE
         host = urlsplit(settings.public_url or "").hostname or "warm-up.invalid"
-        event = _tile_event(f"/mosaics/warmup/tiles/WebMercatorQuad/{z}/{x}/{y}.png", host)
+        event = get_event(f"/mosaics/warmup/tiles/WebMercatorQuad/{z}/{x}/{y}.png", host)
         response = function.adapter(event, None)
     finally:
         app.state.settings = settings
