@@ -147,12 +147,6 @@ def job_store(settings: ApiSettings) -> MemoryJobStore | DynamoDBJobStore:
 
 
 # ---------------------------------------------------------------------------- submitting
-def needs_job(settings: ApiSettings, quadkeys: int) -> bool:
-    """Whether a write touching `quadkeys` quadkeys goes to a job."""
-    limit = settings.sync_write_max_quadkeys
-    return limit is not None and quadkeys > limit
-
-
 def submit(
     settings: ApiSettings,
     operation: str,
