@@ -38,8 +38,21 @@ def brief_message(err: Exception, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def _rebuild_error(cls: type, args: tuple, state: dict) -> BaseException:
+    error = Exception.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class MosaicError(Exception):
     """Base class of every mosaic error."""
+
+    def __reduce__(self) -> tuple:
+        # Errors cross process boundaries (the export's worker processes): rebuild them from
+        # their message and attributes, whatever their __init__ takes (the default pickling
+        # calls __init__(*args) and fails, which breaks the whole worker pool).
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
 
 
 class InvalidMosaicError(MosaicError, ValueError):
@@ -50,6 +63,8 @@ class InvalidMosaicDocumentError(InvalidMosaicError, ValidationError):
     """A MosaicJSON document failed the model's validation. Also a pydantic `ValidationError`
     (as cogeo-mosaic raises there), keeping pydantic's `errors()`; its text is one line per
     problem, naming the field. Build it with `wrap`."""
+
+    __reduce__ = ValidationError.__reduce__  # pydantic's own pickling (errors() kept)
 
     _message: str = ""
 

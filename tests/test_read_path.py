@@ -225,3 +225,69 @@ def test_local_export_endpoint_export_and_api_tiles_have_identical_pixels(
     assert plain_data.shape != local_data.shape or not np.array_equal(
         plain_data[:, valid], local_data[:, valid]
     )
+
+
+def test_library_reads_relative_asset_paths_the_api_refuses(sample_cogs, tmp_path, monkeypatch):
+    """The library (and the CLI's local export) reads what its mosaic names, relative paths
+    included, as `MosaicBackend.tile()` does; the API's guard refuses a path that is not
+    absolute (it cannot tell what it is relative to)."""
+    import shutil
+
+    from lambda_handler.reading import AssetNotAllowedError, ReadGuard, read_tile
+    from lambda_handler.tile_pipeline import TileOptions, read_tile_image
+
+    (tmp_path / "cogs").mkdir()
+    relative = []
+    for path in sample_cogs[:2]:
+        shutil.copy(path, tmp_path / "cogs")
+        relative.append(f"cogs/{path.rsplit('/', 1)[-1]}")
+    monkeypatch.chdir(tmp_path)
+    document = from_features(
+        [_footprint_of(path, asset) for path, asset in zip(sample_cogs, relative, strict=False)],
+        minzoom=9,
+        maxzoom=12,
+    )
+    lon, lat = -78.15, 45.40
+    tile = WEB_MERCATOR.tile(lon, lat, 10)
+    with MosaicBackend(":memory:", mosaic_def=document) as backend:
+        image, used, _ = read_tile_image(backend, tile.x, tile.y, tile.z, TileOptions())
+        assert used and all(asset.startswith("cogs/") for asset in used)
+        assert image.mask.any()
+        with pytest.raises(AssetNotAllowedError, match="neither an absolute path nor a URL"):
+            read_tile(backend, tile.x, tile.y, tile.z, pixel_selection=_first(),
+                      threads=1, guard=ReadGuard())  # fmt: skip
+
+
+def test_read_errors_cross_process_boundaries_whole():
+    """The export's worker processes send errors back pickled: every read error must come back
+    as itself (its __init__ takes more than the message, which default pickling cannot call)."""
+    import pickle
+
+    from lambda_handler.errors import MosaicNotFoundError
+    from lambda_handler.reading import AssetNotAllowedError, AssetReadError, InvalidReadOptionError
+
+    errors = [
+        AssetReadError("s3://bucket/a.tif", "HTTP 403"),
+        AssetNotAllowedError("file:///etc/x.tif", "not under an allowed prefix"),
+        InvalidReadOptionError("bidx", "asset a.tif has 3 bands"),
+        MosaicNotFoundError("no mosaic 'x'"),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
+        assert copy.__dict__ == error.__dict__
+
+
+def _first() -> type:
+    from rio_tiler.mosaic.methods import PixelSelectionMethod
+
+    return PixelSelectionMethod.first.value
+
+
+def _footprint_of(path: str, asset: str) -> dict:
+    from lambda_handler.mosaic.footprints import dataset_footprint
+
+    feature = dataset_footprint(path)
+    feature["properties"]["path"] = asset
+    return feature
