@@ -34,7 +34,6 @@ from lambda_handler.asset_extents import asset_extents, filter_by_extent
 from lambda_handler.backends.base import MosaicJSONBackend
 
 # The tile route still imports it from here (the reader choice lives in the backends package).
-from lambda_handler.backends.readers import STAC_ASSET_TYPES as STAC_ASSET_TYPES
 from lambda_handler.deadline import Deadline
 from lambda_handler.errors import MosaicError
 from lambda_handler.gdal_errors import GDAL_ERRORS, summarize_gdal_error

@@ -374,8 +374,6 @@ def pixel_selection_dependency(
     pixel_selection: Annotated[
         PixelSelectionName, Query(description="Pixel selection method.")
     ] = "first",
-) -> type:
-    """The rio-tiler mosaic method class (a fresh instance is made per tile)."""
-    from rio_tiler.mosaic.methods import PixelSelectionMethod
-
-    return PixelSelectionMethod[pixel_selection].value
+) -> str:
+    """The name of rio-tiler's mosaic method (`TileOptions.pixel_selection`)."""
+    return pixel_selection

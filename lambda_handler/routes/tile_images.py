@@ -12,9 +12,16 @@ from pydantic import Field
 from lambda_handler.deadline import DEADLINE_KEY
 from lambda_handler.rendering import ImageFormat
 from lambda_handler.settings import ApiSettings
+from lambda_handler.tile_pipeline import TileOptions
 
 if TYPE_CHECKING:
     from lambda_handler.reading import ReadGuard
+    from lambda_handler.routes.dependencies import (
+        DatasetParams,
+        LayerParams,
+        RenderParams,
+        TileParams,
+    )
 
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -65,4 +72,29 @@ def read_guard(request: Request, settings: ApiSettings) -> "ReadGuard":
         gdal_options=asset_gdal_options(settings),
         deadline=request.scope.get(DEADLINE_KEY),
         max_expression_length=settings.max_expression_length,
+    )
+
+
+def tile_options(
+    layer: "LayerParams",
+    dataset: "DatasetParams",
+    tile: "TileParams",
+    render: "RenderParams",
+    pixel_selection: str,
+) -> TileOptions:
+    """The tile pipeline's options from the route's parsed query parameters (the same object
+    the export builds, so both read and adjust a tile alike)."""
+    return TileOptions(
+        assets=tuple(layer.assets or ()),
+        bidx=tuple(layer.indexes or ()),
+        expression=layer.expression,
+        pixel_selection=pixel_selection,
+        nodata=dataset.nodata_value,
+        unscale=dataset.unscale,
+        resampling=dataset.resampling_method,
+        reproject=dataset.reproject_method,
+        buffer=tile.buffer,
+        padding=tile.padding,
+        rescale=tuple(render.ranges or ()),
+        color_formula=render.color_formula,
     )

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
 from lambda_handler.api_errors import ApiError
-from lambda_handler.rendering import render_image
+from lambda_handler.rendering import encode_image
 from lambda_handler.routes.base_factory import json_answer
 from lambda_handler.routes.common import check_point, check_tile, forwarded_query, server_timing
 from lambda_handler.routes.coordinates import check_coordinates, to_geographic
@@ -36,6 +36,7 @@ from lambda_handler.routes.tile_images import (
     ScaleField,
     format_required,
     read_guard,
+    tile_options,
 )
 from lambda_handler.routes.tilejson import TILE_PATHS
 from lambda_handler.routes.viewer import map_page
@@ -139,44 +140,34 @@ class MosaicTilerFactory(DocumentRoutes):
             dataset: Dataset,
             tile_params: Annotated[TileParams, Depends()],
             render: Annotated[RenderParams, Depends()],
-            pixel_selection: Annotated[Any, Depends(pixel_selection_dependency)],
+            pixel_selection: Annotated[str, Depends(pixel_selection_dependency)],
             scale: ScaleField = 1,
             format: FormatField = None,  # the path's name, as titiler
         ) -> Response:
             """A map tile: the mosaic's assets read, combined by `pixel_selection` and encoded."""
             # The reading stack (rio-tiler, rasterio, numpy) is loaded by the first tile.
-            from lambda_handler.reading import STAC_ASSET_TYPES, read_tile
+            from lambda_handler.tile_pipeline import read_tile_image
 
-            read_options = tile_params.read_options(scale, settings)
+            size = tile_params.read_options(scale, settings)["tilesize"]
             backend = mosaic.backend
             check_tile(backend, x, y, z)
-            layer_options = layer.as_dict()
-            if "assets" in layer_options and (
-                (backend.mosaic_def.asset_type or "").lower() not in STAC_ASSET_TYPES
-            ):
-                raise ApiError(
-                    422, "assets: only mosaics of STAC items have named assets", field="assets"
-                )
-            image, used, timings = read_tile(
+            options = tile_options(layer, dataset, tile_params, render, pixel_selection)
+            image, used, timings = read_tile_image(
                 backend,
                 x,
                 y,
                 z,
-                pixel_selection=pixel_selection,
+                options,
+                tilesize=size,
                 threads=settings.threads,
                 guard=read_guard(request, settings),
-                **layer_options,
-                **dataset.as_dict(),
-                **read_options,
             )
             start = time.perf_counter()
-            content, media_type = render_image(
+            content, media_type = encode_image(
                 image,
                 output_format=format,
-                rescale=render.ranges,
                 colormap=render.colormap_value,
                 return_mask=render.add_mask,
-                color_formula=render.color_formula,
             )
             timings.append(("render", round((time.perf_counter() - start) * 1000, 2)))
             headers = {
