@@ -23,7 +23,7 @@ from tests.geometry import square
 class Handler(SimpleHTTPRequestHandler):
     """Static files, plus a few paths answering with errors."""
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         if self.path.startswith("/forbidden"):
             self.send_error(403, "Forbidden")
         elif self.path.startswith("/broken"):
