@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from coldstart_assets import peer_asset, runtime_dir  # noqa: E402
 from coldstart_data import TILE_ZOOM, make_mosaics, start_moto, tile_set  # noqa: E402
+from coldstart_floor import FLOOR_HANDLER  # noqa: E402
 
 from cdk.bundling import BundleSpec, cached_asset, find_python  # noqa: E402
 
@@ -79,6 +80,9 @@ print(json.dumps({"init": init, "tiles": tiles, "init_cpu": init_cpu, "tiles_cpu
 ON_DEMAND = "lambda_handler, on-demand"
 SNAPSTART = "lambda_handler, SnapStart"
 PEER = "titiler.mosaic"
+# Init + first tile that no tiler computing the same pixels with the same stack goes below.
+FLOOR = "floor: FastAPI + rio-tiler"
+BARE_FLOOR = "floor: rio-tiler, no FastAPI"
 HEAVY = (
     "rasterio",
     "numpy",
@@ -137,10 +141,11 @@ def run_once(
     env: dict[str, str],
     payload: list[dict],
     flags: tuple[str, ...] = (),
+    extra_path: str = "",
 ) -> dict:
     """One fresh process: import (init), then the events; the timings."""
     full = {
-        "PYTHONPATH": f"{asset}{os.pathsep}{runtime}",
+        "PYTHONPATH": os.pathsep.join(p for p in (extra_path, str(asset), str(runtime)) if p),
         "LAMBDA_TASK_ROOT": str(asset),
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1536",
@@ -179,7 +184,15 @@ def measure(python: str, runtime: Path, configs: dict[str, dict], runs: int) -> 
 
     def run(config: dict, order: list[int]) -> dict:
         payload = events(config["app"], config["location"], order)
-        return run_once(python, config["asset"], runtime, config["handler"], config["env"], payload)
+        return run_once(
+            python,
+            config["asset"],
+            runtime,
+            config["handler"],
+            config["env"],
+            payload,
+            extra_path=config.get("path", ""),
+        )
 
     for config in configs.values():
         run(config, tiles)
@@ -278,6 +291,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-coldstart-") as tmp:
         directory = Path(tmp)
+        floor = str(directory / "floor")
+        Path(floor).mkdir()
+        (Path(floor) / "floor_app.py").write_text(FLOOR_HANDLER)
         server, s3_env = start_moto(directory) if "s3" in stores else (None, {})
         try:
             locations = make_mosaics(
@@ -332,6 +348,11 @@ def main() -> None:
                     "app": "peer",
                     "location": where["peer"],
                 }
+                configs[FLOOR] = {**configs[PEER], "handler": "floor_app.handler", "path": floor}
+                configs[BARE_FLOOR] = {
+                    **configs[FLOOR],
+                    "env": {**configs[FLOOR]["env"], "FLOOR_FASTAPI": "0"},
+                }
                 rows = measure(python, runtime, configs, args.runs)
                 label = "on the S3 stand-in" if store == "s3" else "on local files"
                 print(f"\n[{store}] mosaics and COGs {label} (ms)")
@@ -349,6 +370,11 @@ def main() -> None:
                     f"cold start without SnapStart, init + first tile, ours / peer: {ratio:.2f}x "
                     f"wall, {cpu_ratio:.2f}x CPU (target <= 0.5x)"
                 )
+                for name in (FLOOR, BARE_FLOOR):
+                    print(
+                        f"{name} / peer: {rows[name]['total'] / rows[PEER]['total']:.2f}x wall, "
+                        f"ours / it: {rows[ON_DEMAND]['total'] / rows[name]['total']:.2f}x"
+                    )
                 restored = rows[SNAPSTART]["first"] / rows[SNAPSTART]["warm"]
                 restored_cpu = rows[SNAPSTART]["first_cpu"] / rows[SNAPSTART]["warm_cpu"]
                 print(
