@@ -208,6 +208,13 @@ def run_deployed(rounds: int, delay_ms: float, tiles_per_zoom: int) -> None:
                     [full_tile] if zoom == 9 else pick_tiles(document.bounds, zoom, tiles_per_zoom)
                 )
                 results[zoom] = measure(client, proxy, ours_url, peer_url, uri, tiles, rounds)
+        for process in servers:  # the floor runs alone on the machine
+            process.terminate()
+            process.wait(timeout=10)
+        servers.clear()
+        os.environ.update({k: v for k, v in env.items() if k != "PYTHONWARNINGS"})
+        for result in results.values():
+            result["floor"] = rio_tiler_floor(document, result["tile_list"], rounds)
     finally:
         for process in servers:
             process.terminate()
@@ -221,6 +228,7 @@ def run_deployed(rounds: int, delay_ms: float, tiles_per_zoom: int) -> None:
 def measure(client, proxy, ours_url, peer_url, uri, tiles, rounds) -> dict:
     """Timings, request counts, Server-Timing and pixel identity of one zoom."""
     out: dict = {"ours": [], "peer": [], "tiles": len(tiles), "identical": True}
+    out["tile_list"] = tiles
     counts: dict = defaultdict(list)
     breakdown: dict = defaultdict(list)
 
@@ -267,6 +275,43 @@ def measure(client, proxy, ours_url, peer_url, uri, tiles, rounds) -> dict:
     return out
 
 
+def rio_tiler_floor(document, tiles: list, rounds: int) -> list[float]:
+    """Milliseconds per tile of the pixel work alone: rio-tiler's mosaic_reader over the
+    tile's assets (no server, no mosaic lookup) in this process, through the same proxy and
+    GDAL settings, encoded as PNG. Both servers compute exactly these pixels, so no server
+    that keeps them identical can answer faster than this (warm, after one untimed pass).
+    It reads every asset of the tile's quadkey (no per-asset extent filter, as titiler): at
+    high zooms, where most of them miss the tile, a tiler that skips them is faster; at
+    minzoom, where every scene is in the tile, it is the floor."""
+    from rio_tiler.errors import EmptyMosaicError
+    from rio_tiler.io import Reader
+    from rio_tiler.mosaic import mosaic_reader
+
+    from lambda_handler.mosaic.tiling import tile_quadkey
+    from lambda_handler.settings import ApiSettings
+
+    threads = ApiSettings().threads
+
+    def read(asset: str, x: int, y: int, z: int, **kwargs):
+        with Reader(asset) as src:
+            return src.tile(x, y, z, **kwargs)
+
+    times: list[float] = []
+    for round_index in range(rounds + 1):
+        for x, y, z in tiles:
+            quadkey = tile_quadkey(x, y, z)[: document.quadkey_zoom or document.minzoom]
+            assets = document.tiles.get(quadkey) or []
+            start = time.perf_counter()
+            try:
+                image, _ = mosaic_reader(assets, read, x, y, z, threads=threads)
+                image.render(img_format="PNG")
+            except EmptyMosaicError:
+                pass
+            if round_index:
+                times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
 def report(results: dict, delay_ms: float, rounds: int, scenes: int) -> None:
     """Print the tables."""
     print(
@@ -286,6 +331,14 @@ def report(results: dict, delay_ms: float, rounds: int, scenes: int) -> None:
             f"{zoom:>4} {r['tiles']:>5} {p50p:>8.0f}m {percentile(r['peer'], 95):>8.0f}m "
             f"{p50o:>8.0f}m {percentile(r['ours'], 95):>8.0f}m {ratio:>6.2f} "
             f"{'identical' if r['identical'] else 'DIFFER':>9}"
+        )
+    print("\nthe pixel work alone (rio-tiler mosaic_reader + PNG, no server, same proxy and GDAL)")
+    print(f"{'zoom':>4} {'floor p50':>10} {'floor/peer':>10} {'ours/floor':>10}")
+    for zoom, r in results.items():
+        floor = statistics.median(r["floor"])
+        print(
+            f"{zoom:>4} {floor:>9.0f}m {floor / statistics.median(r['peer']):>10.2f} "
+            f"{statistics.median(r['ours']) / floor:>10.2f}"
         )
     print("\nrequests per tile at the proxy (warm; first pass in brackets: S3 total over tiles)")
     print(f"{'zoom':>4} {'peer S3':>8} {'peer DDB':>8} {'ours S3':>8} {'ours DDB':>8}")
