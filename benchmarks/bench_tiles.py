@@ -95,8 +95,9 @@ def time_get(client: httpx.Client, url: str) -> tuple[float, int]:
     return elapsed, response.status_code
 
 
-def bare_read(mosaic_path: str, tiles: list[tuple[int, int, int]], threads: int) -> list[float]:
-    """Milliseconds of mosaic_reader + PNG encoding per tile, in process."""
+def bare_read(mosaic_uri: str, tiles: list[tuple[int, int, int]], threads: int) -> list[float]:
+    """Milliseconds of mosaic_reader + PNG encoding per tile, in process: the pixel work alone
+    (the tile's asset list is looked up untimed)."""
     from rio_tiler.errors import EmptyMosaicError, TileOutsideBounds
     from rio_tiler.io import Reader
     from rio_tiler.mosaic.reader import mosaic_reader
@@ -108,7 +109,7 @@ def bare_read(mosaic_path: str, tiles: list[tuple[int, int, int]], threads: int)
             return src.tile(x, y, z, **kwargs)
 
     times = []
-    with MosaicBackend(mosaic_path) as backend:
+    with MosaicBackend(mosaic_uri) as backend:
         for x, y, z in tiles:
             assets = backend.assets_for_tile(x, y, z)
             start = time.perf_counter()

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import morecantile
 import numpy
-from bench_tiles import PEER_APP, percentile, start_server
+from bench_tiles import PEER_APP, bare_read, percentile, start_server
 from latency_proxy import LatencyProxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.processes
@@ -214,7 +214,7 @@ def run_deployed(rounds: int, delay_ms: float, tiles_per_zoom: int) -> None:
         servers.clear()
         os.environ.update({k: v for k, v in env.items() if k != "PYTHONWARNINGS"})
         for result in results.values():
-            result["floor"] = rio_tiler_floor(document, result["tile_list"], rounds)
+            result["floor"] = rio_tiler_floor(uri, result["tile_list"], rounds)
     finally:
         for process in servers:
             process.terminate()
@@ -275,41 +275,19 @@ def measure(client, proxy, ours_url, peer_url, uri, tiles, rounds) -> dict:
     return out
 
 
-def rio_tiler_floor(document, tiles: list, rounds: int) -> list[float]:
+def rio_tiler_floor(uri: str, tiles: list, rounds: int) -> list[float]:
     """Milliseconds per tile of the pixel work alone: rio-tiler's mosaic_reader over the
-    tile's assets (no server, no mosaic lookup) in this process, through the same proxy and
-    GDAL settings, encoded as PNG. Both servers compute exactly these pixels, so no server
-    that keeps them identical can answer faster than this (warm, after one untimed pass).
-    It reads every asset of the tile's quadkey (no per-asset extent filter, as titiler): at
-    high zooms, where most of them miss the tile, a tiler that skips them is faster; at
+    tile's assets + PNG (bench_tiles.bare_read: no server; the asset list looked up untimed) in
+    this process, through the same proxy and GDAL settings. Both servers compute exactly these
+    pixels, so no server that keeps them identical answers faster (warm, after one untimed
+    pass). It reads every asset of the tile's quadkey (no per-asset extent filter, as titiler):
+    at high zooms, where most of them miss the tile, a tiler that skips them is faster; at
     minzoom, where every scene is in the tile, it is the floor."""
-    from rio_tiler.errors import EmptyMosaicError
-    from rio_tiler.io import Reader
-    from rio_tiler.mosaic import mosaic_reader
-
-    from lambda_handler.mosaic.tiling import tile_quadkey
     from lambda_handler.settings import ApiSettings
 
     threads = ApiSettings().threads
-
-    def read(asset: str, x: int, y: int, z: int, **kwargs):
-        with Reader(asset) as src:
-            return src.tile(x, y, z, **kwargs)
-
-    times: list[float] = []
-    for round_index in range(rounds + 1):
-        for x, y, z in tiles:
-            quadkey = tile_quadkey(x, y, z)[: document.quadkey_zoom or document.minzoom]
-            assets = document.tiles.get(quadkey) or []
-            start = time.perf_counter()
-            try:
-                image, _ = mosaic_reader(assets, read, x, y, z, threads=threads)
-                image.render(img_format="PNG")
-            except EmptyMosaicError:
-                pass
-            if round_index:
-                times.append((time.perf_counter() - start) * 1000)
-    return times
+    bare_read(uri, tiles, threads)
+    return [ms for _ in range(rounds) for ms in bare_read(uri, tiles, threads)]
 
 
 def report(results: dict, delay_ms: float, rounds: int, scenes: int) -> None:
