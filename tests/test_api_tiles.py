@@ -372,3 +372,40 @@ def test_gdal_sees_the_georeferenced_tile(client):
         assert dataset.crs.to_epsg() == 4326
         expected = morecantile.tms.get("WorldCRS84Quad").bounds(morecantile.Tile(x, y, z))
         assert tuple(dataset.bounds) == pytest.approx(tuple(expected), abs=1e-6)
+
+
+def test_invalid_parameters_are_refused_before_the_mosaic_is_opened(api_store, monkeypatch):
+    """A request about to be refused with a 422 reads nothing from the store: the mosaic is
+    opened by the route's first use of it, after FastAPI and the parameter classes have
+    validated every parameter (an unknown mosaic with a bad parameter is a 422 too)."""
+    from fastapi.testclient import TestClient
+
+    from lambda_handler.app import create_app
+    from lambda_handler.routes import opened_mosaic
+
+    opened: list[str] = []
+    real_open = opened_mosaic.open_backend
+
+    def counting_open(uri, tms=None):
+        opened.append(uri)
+        return real_open(uri, tms)
+
+    monkeypatch.setattr(opened_mosaic, "open_backend", counting_open)
+    z, x, y = tile_of(-78.15, 45.40, 9)
+    with TestClient(create_app(api_store.settings)) as client:
+        for mosaic, query in (
+            ("scenes", "rescale=abc"),  # a parameter class refuses it
+            ("scenes", "tilesize=0"),  # FastAPI's own validation
+            ("scenes", "colormap=%7Bbad"),
+            ("no-such-mosaic", "rescale=abc"),
+        ):
+            tile = f"/mosaics/{mosaic}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?{query}"
+            response = client.get(tile)
+            assert response.status_code == 422, (query, response.text)
+        response = client.get("/mosaics/scenes/point/-78.15,95.0")
+        assert response.status_code == 422, response.text
+        assert opened == []
+        assert (
+            client.get(f"/mosaics/scenes/tiles/WebMercatorQuad/{z}/{x}/{y}.png").status_code == 200
+        )
+        assert opened == [api_store.uri("scenes")]

@@ -3,11 +3,12 @@
 Every read route starts the same way: resolve the mosaic's URI, open it (in the TMS the request
 names), derive the ETag from the mosaic's revision and the request, and answer 304 when the
 client already holds that ETag. `mosaic_dependency` does it once for all of them, as a FastAPI
-dependency with `yield` (the backend is closed after the route has answered).
+dependency with `yield` (the backend is opened when the route first uses it, after every
+parameter is validated, and closed after the route has answered).
 """
 
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Path, Request
@@ -28,15 +29,51 @@ TmsPath = Annotated[TileMatrixSetId, Path(description="TileMatrixSet identifier.
 TmsField = Annotated[TileMatrixSetId, Field(description="TileMatrixSet identifier.")]
 
 
-@dataclass(frozen=True)
 class OpenedMosaic:
-    """An open mosaic, with what a conditional answer about it needs."""
+    """The request's mosaic, opened on first use, with what a conditional answer needs.
 
-    backend: "MosaicJSONBackend"
-    uri: str
-    etag: str
-    # What changes with every write (the `v=` of tile URLs).
-    version: str
+    The dependency only resolves the URI and the TMS (no I/O): FastAPI validates the route's
+    parameters after its dependencies have run, so opening there would read the store (a
+    DynamoDB/S3 round trip) for requests about to be refused with a 422. The route's body runs
+    once every parameter is valid; its first use of `backend`, `etag` or `version` opens the
+    mosaic and raises NotModified when the client holds the ETag.
+    """
+
+    def __init__(self, request: Request, uri: str, tms: "TileMatrixSet | None"):
+        self.request = request
+        self.uri = uri
+        self.tms = tms
+        self._stack = ExitStack()
+        self._opened: tuple[MosaicJSONBackend, str, str] | None = None
+
+    def _open(self) -> "tuple[MosaicJSONBackend, str, str]":
+        if self._opened is None:
+            backend = self._stack.enter_context(open_backend(self.uri, self.tms))
+            version = cache_version(backend)
+            etag = make_etag(self.uri, version, self.request)
+            self._opened = (backend, etag, version)
+            if cached := not_modified(self.request, etag):
+                raise NotModified(cached)
+        return self._opened
+
+    @property
+    def backend(self) -> "MosaicJSONBackend":
+        """The open backend."""
+        return self._open()[0]
+
+    @property
+    def etag(self) -> str:
+        """The ETag of this request's answer (mosaic, revision, path and query)."""
+        return self._open()[1]
+
+    @property
+    def version(self) -> str:
+        """What changes with every write (the `v=` of tile URLs)."""
+        return self._open()[2]
+
+    def close(self) -> None:
+        """Close the backend if it was opened."""
+        self._stack.close()
 
 
 class NotModified(Exception):
@@ -92,9 +129,9 @@ def mosaic_dependency(
     uri_dependency: Callable[..., str],
     tms_dependency: Callable[..., "TileMatrixSet | None"] = default_tms,
 ) -> Callable[..., Iterator[OpenedMosaic]]:
-    """A dependency yielding the mosaic `uri_dependency` names, opened in the TMS
-    `tms_dependency` reads from the request; raises NotModified when If-None-Match holds the
-    ETag."""
+    """A dependency yielding the mosaic `uri_dependency` names, to be opened (on first use) in
+    the TMS `tms_dependency` reads from the request; its first use raises NotModified when
+    If-None-Match holds the ETag."""
 
     def opened_mosaic(
         request: Request,
@@ -102,11 +139,10 @@ def mosaic_dependency(
         tms: Annotated[Any, Depends(tms_dependency)],
         uri: Annotated[str, Depends(uri_dependency)],
     ) -> Iterator[OpenedMosaic]:
-        with open_backend(uri, tms) as backend:
-            version = cache_version(backend)
-            etag = make_etag(uri, version, request)
-            if cached := not_modified(request, etag):
-                raise NotModified(cached)
-            yield OpenedMosaic(backend=backend, uri=uri, etag=etag, version=version)
+        mosaic = OpenedMosaic(request, uri, tms)
+        try:
+            yield mosaic
+        finally:
+            mosaic.close()
 
     return opened_mosaic

@@ -223,8 +223,8 @@ class MosaicTilerFactory(DocumentRoutes):
             """Pixel values of every asset at a point."""
             from lambda_handler.reading import read_point
 
+            crs = _checked_point(mosaic, lon, lat, coord_crs)
             backend = mosaic.backend
-            crs = _checked_point(backend, lon, lat, coord_crs)
             values = read_point(
                 backend,
                 lon,
@@ -248,7 +248,7 @@ class MosaicTilerFactory(DocumentRoutes):
         )
         def point_assets(mosaic: Mosaic, lon: Lon, lat: Lat, coord_crs: CoordCrs = None) -> Any:
             """Assets the index lists at a point."""
-            crs = _checked_point(mosaic.backend, lon, lat, coord_crs)
+            crs = _checked_point(mosaic, lon, lat, coord_crs)
             assets = mosaic.backend.assets_for_point(lon, lat, coord_crs=crs)
             return json_answer(assets, mosaic.etag)
 
@@ -297,10 +297,12 @@ class MosaicTilerFactory(DocumentRoutes):
             return HTMLResponse(map_page(request, title, url + ("?" + query if query else "")))
 
 
-def _checked_point(backend: Any, lon: float, lat: float, coord_crs: str | None) -> Any:
-    """The CRS of a point (None: the default), after the coordinate and bounds checks."""
+def _checked_point(mosaic: OpenedMosaic, lon: float, lat: float, coord_crs: str | None) -> Any:
+    """The CRS of a point (None: the default), after the coordinate checks (before the mosaic
+    is opened) and the bounds check."""
     crs = parse_crs(coord_crs)
     check_coordinates({"lon": lon, "lat": lat}, crs)
+    backend = mosaic.backend
     check_point(backend, *to_geographic(backend, lon, lat, crs))
     return crs
 
