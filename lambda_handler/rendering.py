@@ -97,24 +97,6 @@ def parse_rescale(text: str) -> tuple[float, float]:
     return low, high
 
 
-def render_image(
-    image: ImageData,
-    output_format: ImageFormat | None = None,
-    rescale: list[tuple[float, float]] | None = None,
-    colormap: Any = None,
-    return_mask: bool = True,
-    color_formula: str | None = None,
-) -> tuple[bytes, str]:
-    """Encode `image`: (body, media type). Raises RenderError naming the faulty parameter.
-
-    Order as titiler: rescale, color formula (`adjust_image`), then colormap and encoding
-    (`encode_image`)."""
-    adjust_image(image, rescale=rescale, color_formula=color_formula)
-    return encode_image(
-        image, output_format=output_format, colormap=colormap, return_mask=return_mask
-    )
-
-
 def adjust_image(
     image: ImageData,
     rescale: Sequence[tuple[float, float]] | None = None,

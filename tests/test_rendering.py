@@ -181,12 +181,13 @@ def test_old_sqlite_file_can_be_updated(shared_fixtures, tmp_path):
         assert connection.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
-def test_render_image_is_the_adjustment_then_the_encoding():
-    """The route's rendering = `adjust_image` (what the export's workers apply too) followed by
-    `encode_image`; a rescale that does not fit the bands names `rescale`."""
+def test_adjustment_then_encoding():
+    """The tile pipeline's rendering = `adjust_image` (rescale, color formula: what the route
+    and the export's workers apply) followed by `encode_image` (the route only); a rescale that
+    does not fit the bands names `rescale`."""
     from rio_tiler.models import ImageData
 
-    from lambda_handler.rendering import RenderError, adjust_image, encode_image, render_image
+    from lambda_handler.rendering import RenderError, adjust_image, encode_image
 
     def image() -> ImageData:
         data = np.arange(3 * 32 * 32, dtype="uint16").reshape(3, 32, 32)
@@ -197,7 +198,9 @@ def test_render_image_is_the_adjustment_then_the_encoding():
     options = {"rescale": [(0.0, 2000.0)], "color_formula": "gamma RGB 1.5"}
     adjusted = adjust_image(image(), **options)
     assert adjusted.data.dtype == np.uint8
-    assert render_image(image(), **options) == encode_image(adjusted)
+    body, media_type = encode_image(adjusted)
+    assert media_type == "image/png"  # masked pixels: PNG, with the mask as alpha
+    assert body.startswith(b"\x89PNG")
     with pytest.raises(RenderError) as raised:
         adjust_image(image(), rescale=[(0.0, 1.0), (0.0, 2.0)])
     assert raised.value.field == "rescale"
