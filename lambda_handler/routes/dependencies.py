@@ -254,8 +254,9 @@ class TileParams:
         if self.padding is not None and self.padding > 512:
             raise invalid("padding", f"at most 512 pixels, got {self.padding}")
 
-    def read_options(self, scale: int, settings: ApiSettings) -> dict[str, Any]:
-        """Reader keyword arguments for a tile at `scale`; 422 when the tile is too large."""
+    def size(self, scale: int, settings: ApiSettings) -> int:
+        """The tile size at `scale` (buffer and padding go to the reader with the tile's
+        options); 422 when the tile would be too large."""
         size = self.tilesize or 256 * scale
         total = size + 2 * (self.buffer or 0)
         if total > settings.max_tile_size:
@@ -263,7 +264,7 @@ class TileParams:
                 "tilesize",
                 f"tiles are at most {settings.max_tile_size} pixels wide, asked {total:g}",
             )
-        return {"tilesize": size, **_given(buffer=self.buffer, padding=self.padding)}
+        return size
 
 
 @dataclass

@@ -148,7 +148,7 @@ class MosaicTilerFactory(DocumentRoutes):
             # The reading stack (rio-tiler, rasterio, numpy) is loaded by the first tile.
             from lambda_handler.tile_pipeline import read_tile_image
 
-            size = tile_params.read_options(scale, settings)["tilesize"]
+            size = tile_params.size(scale, settings)
             backend = mosaic.backend
             check_tile(backend, x, y, z)
             options = tile_options(layer, dataset, tile_params, render, pixel_selection)
