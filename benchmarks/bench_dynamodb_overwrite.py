@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_dynamodb import REGION, block_tiles, serving
 
+from tests.geometry import inset_box
+
 
 def main() -> None:
     """Measure and print."""
@@ -101,22 +103,10 @@ def main() -> None:
         with MosaicBackend(uri) as backend:
             tms = backend.mosaic_tms
         for quadkey in changed:
-            x, y, z = quadkey_to_tile(quadkey)
-            west, south, east, north = tms.bounds(x, y, z)
+            west, south, east, north = tms.bounds(*quadkey_to_tile(quadkey))
             inset = (east - west) / 10
-            ring = [
-                [west + inset, south + inset],
-                [east - inset, south + inset],
-                [east - inset, north - inset],
-                [west + inset, north - inset],
-                [west + inset, south + inset],
-            ]
             features.append(
-                {
-                    "type": "Feature",
-                    "properties": {"path": f"s3://b/added/{quadkey}.tif"},
-                    "geometry": {"type": "Polygon", "coordinates": [ring]},
-                }
+                inset_box(west, south, east, north, inset, f"s3://b/added/{quadkey}.tif")
             )
         items.clear()
         with MosaicBackend(uri) as backend:

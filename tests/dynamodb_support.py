@@ -25,7 +25,7 @@ from lambda_handler.errors import (
 from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.mosaic.tiling import tile_quadkey
 from lambda_handler.settings import aws_settings
-from tests.dynamodb_workers import inset_box
+from tests.geometry import inset_box
 from tests.servers_aws import REGION, unique_name
 from tests.waiting import Deadline
 

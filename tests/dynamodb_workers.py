@@ -16,21 +16,7 @@ from lambda_handler import cache
 from lambda_handler.backends import MosaicBackend
 from lambda_handler.errors import MosaicError
 from lambda_handler.mosaic.model import MosaicJSON
-
-
-def inset_box(
-    west: float, south: float, east: float, north: float, inset: float, path: str
-) -> dict:
-    """A rectangular footprint feature `inset` degrees inside a bounding box, asset `path`."""
-    x0, y0, x1, y1 = west + inset, north - inset, east - inset, south + inset
-    return {
-        "type": "Feature",
-        "properties": {"path": path},
-        "geometry": {
-            "type": "Polygon",
-            "coordinates": [[[x0, y1], [x1, y1], [x1, y0], [x0, y0], [x0, y1]]],
-        },
-    }
+from tests.geometry import inset_box
 
 
 def feature(x: int, y: int, zoom: int, path: str, tms) -> dict:

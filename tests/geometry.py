@@ -22,3 +22,18 @@ def square(lon: float, lat: float, size: float, path: str, angle: float = 0.0) -
         "geometry": {"type": "Polygon", "coordinates": [corners]},
         "properties": {"path": path},
     }
+
+
+def inset_box(
+    west: float, south: float, east: float, north: float, inset: float, path: str
+) -> dict[str, Any]:
+    """A rectangular footprint feature `inset` degrees inside a bounding box, asset `path`."""
+    x0, y0, x1, y1 = west + inset, north - inset, east - inset, south + inset
+    return {
+        "type": "Feature",
+        "properties": {"path": path},
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[x0, y1], [x1, y1], [x1, y0], [x0, y0], [x0, y1]]],
+        },
+    }

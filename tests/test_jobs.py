@@ -17,6 +17,7 @@ from lambda_handler.mosaic.model import MosaicJSON
 from lambda_handler.mosaic.tiling import tile_quadkey
 from lambda_handler.settings import ApiSettings
 from tests.fault_proxy import Reply
+from tests.geometry import inset_box
 from tests.servers_api import API_KEY, uvicorn_server
 from tests.servers_aws import unique_name
 from tests.waiting import Deadline
@@ -43,19 +44,7 @@ def feature_inside(x0: int, y0: int, size: int, path: str) -> dict:
 
     west, _, _, north = tms.bounds(x0, y0, 8)
     _, south, east, _ = tms.bounds(x0 + size - 1, y0 + size - 1, 8)
-    inset = 0.01
-    ring = [
-        [west + inset, south + inset],
-        [east - inset, south + inset],
-        [east - inset, north - inset],
-        [west + inset, north - inset],
-        [west + inset, south + inset],
-    ]
-    return {
-        "type": "Feature",
-        "properties": {"path": path},
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-    }
+    return inset_box(west, south, east, north, 0.01, path)
 
 
 @pytest.fixture(scope="module")
